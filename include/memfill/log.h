@@ -1,0 +1,50 @@
+/* log.h - the one log sink: level filter, one line format, escaping.
+ *
+ * Every line reads "2026-11-21T20:30:00.123Z 1234 W info: message": UTC
+ * time, pid, role (M master, W worker, C memfillctl), level, message.
+ * Untrusted bytes (URIs, keys, params) must go through log_escape() or the
+ * "%s" of a string already escaped; the sink itself writes what it is
+ * given. */
+#ifndef MEMFILL_LOG_H
+#define MEMFILL_LOG_H
+
+#include <stddef.h>
+
+#include "memfill/buf.h"
+
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* Parses "error", "warn", "info", "debug"; returns 0 or -1. */
+int log_parse_level(const char *s, enum log_level *out);
+const char *log_level_name(enum log_level l);
+
+/* Opens the sink: path NULL, "" or "stderr" means standard error. Returns 0
+ * or -1 with errno set (the previous sink stays open). */
+int log_open(const char *path, enum log_level level, char role);
+/* Reopens the same path (after log rotation). Returns 0 or -1. */
+int log_reopen(void);
+void log_set_role(char role);
+void log_set_level(enum log_level level);
+int log_enabled(enum log_level level);
+/* The file descriptor lines go to (for handing to children). */
+int log_fd(void);
+
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Like log_msg at LOG_ERROR/LOG_WARN, appending ": strerror(errno)". */
+void log_perr(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                        \
+    do {                                                                                      \
+        if (log_enabled(LOG_DEBUG))                                                           \
+            log_msg(LOG_DEBUG, __VA_ARGS__);                                                  \
+    } while (0)
+
+/* Appends p (n bytes) to out with every byte outside 0x21-0x7e except
+ * space written as \xHH, and '\\' and '"' backslash-escaped; at most max
+ * input bytes are written, then "...". Returns out->data. */
+const char *log_escape(struct buf *out, const void *p, size_t n, size_t max);
+
+#endif

@@ -1,0 +1,71 @@
+/* mcwriter.h - writes pages to one named memcached node at a time.
+ *
+ * One libmemcached handle per configured node, created after fork in the
+ * process that uses it. libmemcached's own distribution and failed-server
+ * ejection are never used for page writes: the node is chosen by nodesel,
+ * the way nginx chooses it, and a write goes to exactly that node or
+ * nowhere. Connections are opened lazily and reused; after a timeout or an
+ * I/O error the node's connection is reset, so a late reply can never be
+ * read as the answer to the next command. */
+#ifndef MEMFILL_MCWRITER_H
+#define MEMFILL_MCWRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "memfill/config.h"
+
+enum mcw_result {
+    MCW_OK = 0,
+    MCW_NOT_STORED, /* add: the key exists; get/delete: not found */
+    MCW_TOO_LARGE,  /* the server refused the value's size */
+    MCW_BAD_KEY,
+    MCW_TIMEOUT,
+    MCW_CONNECTION,
+    MCW_SERVER_ERROR,
+};
+
+struct mcwriter;
+
+/* Prepares handles for cfg's nodes (borrowed: cfg must outlive the
+ * writer); nothing connects until first use. Returns a new writer; free
+ * with mcwriter_free(). */
+struct mcwriter *mcwriter_new(const struct config *cfg);
+void mcwriter_free(struct mcwriter *w);
+
+/* Stores value under key (already escaped) on node. exptime is seconds
+ * from now; values above 30 days are converted to an absolute Unix time,
+ * as memcached requires. */
+enum mcw_result mcwriter_set(struct mcwriter *w, size_t node, const char *key, size_t klen,
+                             const void *value, size_t vlen, uint32_t flags, unsigned exptime);
+/* Like mcwriter_set with memcached's add (MCW_NOT_STORED when present). */
+enum mcw_result mcwriter_add(struct mcwriter *w, size_t node, const char *key, size_t klen,
+                             const void *value, size_t vlen, uint32_t flags, unsigned exptime);
+/* Deletes key on node (MCW_NOT_STORED when it was not there). */
+enum mcw_result mcwriter_delete(struct mcwriter *w, size_t node, const char *key, size_t klen);
+/* Reads key on node into a new malloc'd value (*out, *outlen; free with
+ * free()). MCW_NOT_STORED when absent. */
+enum mcw_result mcwriter_get(struct mcwriter *w, size_t node, const char *key, size_t klen,
+                             char **out, size_t *outlen, uint32_t *flags);
+/* Appends value to key on node (for the tag index); MCW_NOT_STORED when
+ * the key does not exist. */
+enum mcw_result mcwriter_append(struct mcwriter *w, size_t node, const char *key, size_t klen,
+                                const void *value, size_t vlen);
+
+/* Largest value (bytes) node accepts for a key of klen bytes: from
+ * cache.max_item when set, else from the node's `stats settings`
+ * item_size_max, read once; 0 when the node could not be asked. */
+size_t mcwriter_item_limit(struct mcwriter *w, size_t node, size_t klen, uint32_t flags);
+
+const char *mcwriter_result_name(enum mcw_result r);
+/* The address text of the node as configured. */
+const char *mcwriter_node_address(const struct mcwriter *w, size_t node);
+
+/* Splits a memcached address as nginx writes it ("host:port", "[v6]:port",
+ * "unix:/path", bare "host" = port 11211) into host (new string, free with
+ * free(); for unix the socket path) and port (0 for unix). Returns 0, or -1
+ * when malformed. */
+int mcwriter_split_address(const char *address, char **host, unsigned *port, int *is_unix);
+
+#endif

@@ -1,0 +1,94 @@
+/* stats.h - the scoreboard: per-worker state and counters in shared memory.
+ *
+ * The master maps it before forking; each worker writes only its own slot
+ * (so no locks are needed: a reader may see a counter one step behind), and
+ * the master or memfillctl aggregates. It feeds request_timeout, the status
+ * endpoint and the "why was this not stored?" counters. */
+#ifndef MEMFILL_STATS_H
+#define MEMFILL_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define STATS_MAX_NODES 64
+#define STATS_URI_MAX 128
+
+/* Counters. The STATS_SKIP_* ones are the reasons a page was not stored;
+ * the STATS_FAIL_* ones are stores that were tried and failed. */
+enum stats_counter {
+    STATS_REQUESTS = 0,
+    STATS_STORED,
+    STATS_SKIP_METHOD,       /* not GET/HEAD */
+    STATS_SKIP_STATUS,       /* not 200 */
+    STATS_SKIP_COOKIE,       /* response sets a cookie, or a session cookie came in */
+    STATS_SKIP_CACHE_CONTROL,/* private / no-store / no-cache / max-age=0 / Vary */
+    STATS_SKIP_SIZE,         /* larger than the item limit */
+    STATS_SKIP_KEY_EMPTY,    /* empty key: nginx never reads it */
+    STATS_SKIP_KEY_TOO_LONG, /* over 250 bytes once escaped */
+    STATS_SKIP_RULE,         /* route cache off, skip_uri, Authorization */
+    STATS_SKIP_NODE_TROUBLE, /* MEMC_STATUS says nginx's node failed (502/504) */
+    STATS_SKIP_HANDLER,      /* the handler said no (missing data, error page) */
+    STATS_SKIP_LOCK_LOST,    /* another worker holds the stampede lock */
+    STATS_FAIL_CONNECTION,
+    STATS_FAIL_TIMEOUT,
+    STATS_FAIL_SERVER,       /* SERVER_ERROR, NOT_STORED, other replies */
+    STATS_FAIL_TOO_LARGE,    /* the server refused the size */
+    STATS_KEY_DRIFT,         /* MEMC_KEY differs from cache.key evaluated here */
+    STATS_BACKEND_MISMATCH,  /* MEMC_BACKEND names no configured node */
+    STATS_NODE_DRIFT,        /* nginx's node differs from the computed one */
+    STATS_BAD_REQUEST,       /* refused: body or params too large, bad target */
+    STATS_PURGED,
+    STATS_N
+};
+
+enum stats_state {
+    STATS_STATE_EMPTY = 0,
+    STATS_STATE_STARTING,
+    STATS_STATE_IDLE,
+    STATS_STATE_BUSY,
+    STATS_STATE_STORING,
+    STATS_STATE_EXITING,
+};
+
+struct stats_slot {
+    volatile pid_t pid;
+    volatile int state;            /* enum stats_state */
+    volatile uint64_t started_ms;  /* monotonic start of the current request */
+    volatile uint64_t born_ms;     /* when the worker started */
+    char uri[STATS_URI_MAX];       /* current request (escaped, truncated) */
+    volatile uint64_t counters[STATS_N];
+    volatile uint64_t node_ok[STATS_MAX_NODES];
+    volatile uint64_t node_fail[STATS_MAX_NODES];
+    volatile uint64_t node_usec[STATS_MAX_NODES]; /* total store latency */
+};
+
+struct stats;
+
+/* Maps nslots slots of shared anonymous memory (inherited across fork).
+ * Returns a new scoreboard (free with stats_free() in the process that
+ * made it), or NULL with errno set. */
+struct stats *stats_new(size_t nslots);
+void stats_free(struct stats *st);
+size_t stats_nslots(const struct stats *st);
+/* Borrowed pointer to slot i, valid until stats_free. */
+struct stats_slot *stats_slot(struct stats *st, size_t i);
+/* Master-wide counters (restarts, crash guard), in the shared map too. */
+struct stats_master {
+    volatile uint64_t started_unix;
+    volatile uint64_t restarts;
+    volatile uint64_t abnormal_exits;
+    volatile uint64_t timeouts_killed;
+    volatile uint64_t reloads;
+    volatile uint64_t retired[STATS_N]; /* counters of workers that exited */
+};
+struct stats_master *stats_master(struct stats *st);
+
+/* Adds a slot's counters into the retired totals and clears the slot. */
+void stats_retire_slot(struct stats *st, size_t i);
+/* Sum of counter c over all slots plus the retired totals. */
+uint64_t stats_total(struct stats *st, enum stats_counter c);
+const char *stats_counter_name(enum stats_counter c);
+const char *stats_state_name(int state);
+
+#endif

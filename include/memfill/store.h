@@ -1,0 +1,53 @@
+/* store.h - decides whether a page may be stored, and stores it under
+ * nginx's key on nginx's node.
+ *
+ * Split in two so the client never waits on memcached: store_prepare runs
+ * while the request's params are still valid and copies what the write
+ * needs (raw and escaped key, node, TTL) into a job; the worker then
+ * answers nginx and finishes the request; store_execute writes afterwards.
+ * Every outcome is one stats counter. */
+#ifndef MEMFILL_STORE_H
+#define MEMFILL_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memfill/buf.h"
+#include "memfill/mcwriter.h"
+#include "memfill/request.h"
+#include "memfill/site.h"
+#include "memfill/stats.h"
+
+struct store_job {
+    int decision;        /* STATS_STORED: write it; otherwise the skip reason */
+    struct buf raw_key;  /* the key nginx hashes */
+    struct buf esc_key;  /* the key nginx asks memcached for */
+    int node;            /* node index, -1 when unknown */
+    unsigned ttl;
+    uint32_t flags;
+    int key_drift;       /* MEMC_KEY differed from cache.key */
+    int backend_mismatch;/* MEMC_BACKEND named no configured node */
+    int node_drift;      /* nginx's node differed from the computed one */
+};
+
+void store_job_init(struct store_job *job);
+void store_job_fini(struct store_job *job);
+
+/* Decides for req/resp (route index route, or (size_t)-1 when no route
+ * matched) and fills job. Never fails: the decision says what to do. */
+void store_prepare(const struct site *site, const struct request *req, size_t route,
+                   const struct response *resp, struct store_job *job);
+
+/* Computes the raw key for req: MEMC_KEY when nginx passed it, else the
+ * configured pattern. Sets *drift when both exist and differ. */
+void store_request_key(const struct site *site, const struct request *req, struct buf *raw,
+                       int *drift);
+
+/* Writes body (the value) for job on its node through w. Returns the
+ * counter for the outcome: STATS_STORED, STATS_SKIP_SIZE or a
+ * STATS_FAIL_* value. When job->decision is not STATS_STORED, returns it
+ * without writing. *usec gets the write's duration. */
+enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job,
+                                 const void *value, size_t vlen, uint64_t *usec);
+
+#endif

@@ -1,0 +1,725 @@
+/* key.c - the memcached key nginx reads, byte for byte.
+ *
+ * Three jobs, each a transcription of nginx 1.22 (NGINX-COMPAT §5):
+ *   - key_escape(): ngx_escape_uri(NGX_ESCAPE_MEMCACHED), which turns the
+ *     34 bytes 0x00-0x20 and '%' into "%XX" (upper-case hex) and copies
+ *     every other byte. It is a bijection, so key_unescape() inverts it.
+ *   - key_normalize_uri(): how nginx turns the request target into $uri:
+ *     the request-line byte checks of ngx_http_parse_request_line() (no
+ *     control bytes, no space, no DEL) followed by the state machine of
+ *     ngx_http_parse_complex_uri() with merge_slashes on. The machine
+ *     decodes %XX and feeds the decoded byte back through the state it
+ *     came from, so %2F acts as '/' and %2E%2E as "..", except that a
+ *     decoded '%', '#' or '?' is plain data and a decoded NUL is an error.
+ *   - key patterns: a tiny subset of nginx's script language ("$name",
+ *     "${name}", literal text) compiled once at config load and evaluated
+ *     per request from FastCGI params, each variable derived the way nginx
+ *     derives it (see struct key_part below for the param each one reads).
+ *
+ * Invariants: every input is (pointer, length) and may hold any byte,
+ * including NUL; nothing reads past the given length. A compiled pattern
+ * is immutable and may be shared across forked workers. Evaluation never
+ * fails: an absent param gives an empty value, as nginx gives an empty
+ * variable (nginx then answers 500 for an empty key; the caller checks). */
+#include "config.h"
+
+#include "memfill/key.h"
+#include "memfill/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char upper_hex[] = "0123456789ABCDEF";
+
+static int memc_escaped(unsigned char c)
+{
+    return c <= 0x20 || c == '%';
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static unsigned char ascii_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
+}
+
+size_t key_escaped_len(const char *raw, size_t len)
+{
+    size_t n = len;
+    for (size_t i = 0; i < len; i++)
+        if (memc_escaped((unsigned char)raw[i]))
+            n += 2;
+    return n;
+}
+
+void key_escape(const char *raw, size_t len, struct buf *out)
+{
+    buf_reserve(out, key_escaped_len(raw, len));
+    char *d = out->data + out->len;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (memc_escaped(c)) {
+            *d++ = '%';
+            *d++ = upper_hex[c >> 4];
+            *d++ = upper_hex[c & 15];
+        } else {
+            *d++ = (char)c;
+        }
+    }
+    out->len = (size_t)(d - out->data);
+    out->data[out->len] = '\0';
+}
+
+int key_unescape(const char *escaped, size_t len, struct buf *out)
+{
+    size_t start = out->len;
+    buf_append(out, "", 0);
+    for (size_t i = 0; i < len; i++) {
+        if (escaped[i] != '%') {
+            buf_append_char(out, escaped[i]);
+            continue;
+        }
+        int hi = i + 2 < len ? hex_value((unsigned char)escaped[i + 1]) : -1;
+        int lo = hi < 0 ? -1 : hex_value((unsigned char)escaped[i + 2]);
+        if (lo < 0) {
+            out->len = start;
+            out->data[start] = '\0';
+            return -1;
+        }
+        buf_append_char(out, (char)(hi << 4 | lo));
+        i += 2;
+    }
+    return 0;
+}
+
+int key_is_storable(const char *raw, size_t len)
+{
+    if (len == 0 || len > KEY_MAX_ESCAPED)
+        return 0;
+    return key_escaped_len(raw, len) <= KEY_MAX_ESCAPED;
+}
+
+/* ---- $uri: ngx_http_parse_complex_uri() ---- */
+
+/* nginx's `usual` table (non-Win32): bytes that never change the parser's
+ * state: everything except control bytes, space, '#', '%', '.', '/', '?'
+ * and DEL. Bytes 0x80-0xFF are usual. */
+static int uri_usual(unsigned char c)
+{
+    if (c >= 0x80)
+        return 1;
+    if (c <= 0x20 || c == 0x7f)
+        return 0;
+    return c != '#' && c != '%' && c != '.' && c != '/' && c != '?';
+}
+
+enum uri_state {
+    URI_USUAL,
+    URI_SLASH,
+    URI_DOT,
+    URI_DOT_DOT,
+    URI_QUOTED,
+    URI_QUOTED_SECOND,
+};
+
+/* Moves *u back over "/.." plus the segment before it, as nginx's "u -= 4"
+ * then scan-back-to-'/' does. d[0..*u) is the output so far and ends with
+ * "/.." (sw_dot_dot guarantees it). Returns -1 when that would climb above
+ * the root, which nginx answers with 400. */
+static int uri_up(const char *d, size_t *u)
+{
+    if (*u < 4)
+        return -1;
+    size_t i = *u - 4;
+    for (;;) {
+        if (d[i] == '/') {
+            *u = i + 1;
+            return 0;
+        }
+        if (i == 0)
+            return -1;
+        i--;
+    }
+}
+
+/* The state machine proper. in[0..len) is the target (already checked for
+ * forbidden bytes, and starting with '/' unless an empty path was
+ * supplied); d receives at most len + 1 bytes. Returns the output length,
+ * or -1 for a 400. */
+static long uri_parse(const unsigned char *in, size_t len, char *d)
+{
+    enum uri_state state = URI_USUAL, quoted_state = URI_USUAL;
+    unsigned char ch, decoded = 0;
+    size_t u = 0, p = 0;
+
+    if (len == 0 || in[0] == '?')
+        d[u++] = '/'; /* nginx's empty_path_in_uri */
+    if (len == 0)
+        return (long)u;
+
+    /* nginx reads one byte past the URI (the space or CRLF that ends it);
+     * NEXT() yields a harmless stand-in for it. The loop runs while
+     * p <= len, so a decoded byte is reprocessed without advancing. */
+#define NEXT() (ch = p < len ? in[p] : (unsigned char)'\n', p++)
+    NEXT();
+    while (p <= len) {
+        switch (state) {
+        case URI_USUAL:
+            if (uri_usual(ch)) {
+                d[u++] = (char)ch;
+                NEXT();
+                break;
+            }
+            switch (ch) {
+            case '/':
+                state = URI_SLASH;
+                d[u++] = (char)ch;
+                break;
+            case '%':
+                quoted_state = state;
+                state = URI_QUOTED;
+                break;
+            case '?':
+            case '#':
+                return (long)u;
+            default:
+                d[u++] = (char)ch;
+                break;
+            }
+            NEXT();
+            break;
+
+        case URI_SLASH:
+            if (uri_usual(ch)) {
+                state = URI_USUAL;
+                d[u++] = (char)ch;
+                NEXT();
+                break;
+            }
+            switch (ch) {
+            case '/':
+                break; /* merge_slashes */
+            case '.':
+                state = URI_DOT;
+                d[u++] = (char)ch;
+                break;
+            case '%':
+                quoted_state = state;
+                state = URI_QUOTED;
+                break;
+            case '?':
+            case '#':
+                return (long)u;
+            default:
+                state = URI_USUAL;
+                d[u++] = (char)ch;
+                break;
+            }
+            NEXT();
+            break;
+
+        case URI_DOT:
+            if (uri_usual(ch)) {
+                state = URI_USUAL;
+                d[u++] = (char)ch;
+                NEXT();
+                break;
+            }
+            switch (ch) {
+            case '/':
+                state = URI_SLASH;
+                u--; /* drop the '.' of "/./" */
+                break;
+            case '.':
+                state = URI_DOT_DOT;
+                d[u++] = (char)ch;
+                break;
+            case '%':
+                quoted_state = state;
+                state = URI_QUOTED;
+                break;
+            case '?':
+            case '#':
+                return (long)u - 1;
+            default:
+                state = URI_USUAL;
+                d[u++] = (char)ch;
+                break;
+            }
+            NEXT();
+            break;
+
+        case URI_DOT_DOT:
+            if (uri_usual(ch)) {
+                state = URI_USUAL;
+                d[u++] = (char)ch;
+                NEXT();
+                break;
+            }
+            switch (ch) {
+            case '/':
+            case '?':
+            case '#':
+                if (uri_up(d, &u) < 0)
+                    return -1;
+                if (ch != '/')
+                    return (long)u;
+                state = URI_SLASH;
+                break;
+            case '%':
+                quoted_state = state;
+                state = URI_QUOTED;
+                break;
+            default:
+                state = URI_USUAL;
+                d[u++] = (char)ch;
+                break;
+            }
+            NEXT();
+            break;
+
+        case URI_QUOTED: {
+            int v = hex_value(ch);
+            if (v < 0)
+                return -1;
+            decoded = (unsigned char)v;
+            state = URI_QUOTED_SECOND;
+            NEXT();
+            break;
+        }
+
+        case URI_QUOTED_SECOND: {
+            int v = hex_value(ch);
+            if (v < 0)
+                return -1;
+            int digit = ch >= '0' && ch <= '9';
+            ch = (unsigned char)(decoded << 4 | v);
+            /* nginx tests '%', '#' and NUL only after a decimal second
+             * digit and '?' only after a-f: that covers 0x25, 0x23, 0x00
+             * and 0x3F exactly. These become data (or an error); any other
+             * decoded byte is reprocessed in the state before the '%'. */
+            if (digit && (ch == '%' || ch == '#')) {
+                state = URI_USUAL;
+                d[u++] = (char)ch;
+                NEXT();
+                break;
+            }
+            if (digit && ch == '\0')
+                return -1;
+            if (!digit && ch == '?') {
+                state = URI_USUAL;
+                d[u++] = (char)ch;
+                NEXT();
+                break;
+            }
+            state = quoted_state;
+            break;
+        }
+        }
+    }
+#undef NEXT
+
+    if (state == URI_QUOTED || state == URI_QUOTED_SECOND)
+        return -1;
+    if (state == URI_DOT) {
+        u--;
+    } else if (state == URI_DOT_DOT) {
+        if (uri_up(d, &u) < 0)
+            return -1;
+    }
+    return (long)u;
+}
+
+int key_normalize_uri(const char *path, size_t len, struct buf *out)
+{
+    const unsigned char *in = (const unsigned char *)path;
+
+    /* ngx_http_parse_request_line() (1.21.1 and later) refuses control
+     * bytes and DEL anywhere in the target; a space would end the target
+     * and leave garbage before "HTTP/1.x". All are 400s. */
+    for (size_t i = 0; i < len; i++)
+        if (in[i] <= 0x20 || in[i] == 0x7f)
+            return -1;
+    /* An origin-form target starts with '/'; "" and "?args" are what an
+     * absolute-form target with an empty path leaves behind. */
+    if (len > 0 && in[0] != '/' && in[0] != '?')
+        return -1;
+
+    buf_reserve(out, len + 1);
+    long n = uri_parse(in, len, out->data + out->len);
+    if (n < 0) {
+        out->data[out->len] = '\0';
+        return -1;
+    }
+    out->len += (size_t)n;
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+/* ---- key patterns ---- */
+
+enum key_kind {
+    KP_LITERAL,  /* text */
+    KP_PARAM,    /* the param named text, as is ($request_uri, $http_*, ...) */
+    KP_URI,      /* DOCUMENT_URI, else key_normalize_uri(REQUEST_URI) */
+    KP_ARGS,     /* QUERY_STRING, else the part of REQUEST_URI after '?' */
+    KP_IS_ARGS,  /* "?" when the args are not empty */
+    KP_ARG,      /* the value of argument text in the args (ngx_http_arg) */
+    KP_HOST,     /* HTTP_HOST checked and lowered as nginx does, else
+                  * SERVER_NAME lowered */
+    KP_SCHEME,   /* REQUEST_SCHEME, else "https" when HTTPS is "on" */
+    KP_COOKIE,   /* cookie text in HTTP_COOKIE */
+};
+
+struct key_part {
+    enum key_kind kind;
+    char *text; /* owned; NUL-terminated; literal bytes or a name */
+    size_t len;
+};
+
+struct key_pattern {
+    char *source;
+    struct key_part *parts;
+    size_t nparts;
+};
+
+static const struct {
+    const char *name;
+    enum key_kind kind;
+    const char *param;
+} key_vars[] = {
+    {"uri", KP_URI, NULL},
+    {"document_uri", KP_URI, NULL},
+    {"request_uri", KP_PARAM, "REQUEST_URI"},
+    {"args", KP_ARGS, NULL},
+    {"query_string", KP_ARGS, NULL},
+    {"is_args", KP_IS_ARGS, NULL},
+    {"host", KP_HOST, NULL},
+    {"scheme", KP_SCHEME, NULL},
+    {"server_name", KP_PARAM, "SERVER_NAME"},
+    {"server_port", KP_PARAM, "SERVER_PORT"},
+    {"request_method", KP_PARAM, "REQUEST_METHOD"},
+};
+
+static void add_part(struct key_pattern *kp, enum key_kind kind, const char *text, size_t len)
+{
+    kp->parts = xrealloc(kp->parts, (kp->nparts + 1) * sizeof *kp->parts);
+    struct key_part *part = &kp->parts[kp->nparts++];
+    part->kind = kind;
+    part->text = xstrndup(text, len);
+    part->len = len;
+}
+
+static int name_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || c == '_';
+}
+
+/* Adds the variable lname (lower-cased, len n) to kp; returns -1 when nginx
+ * knows no such variable (or we do not support it). */
+static int add_variable(struct key_pattern *kp, const char *lname, size_t n)
+{
+    for (size_t i = 0; i < sizeof key_vars / sizeof key_vars[0]; i++) {
+        if (strlen(key_vars[i].name) == n && memcmp(key_vars[i].name, lname, n) == 0) {
+            const char *param = key_vars[i].param ? key_vars[i].param : "";
+            add_part(kp, key_vars[i].kind, param, strlen(param));
+            return 0;
+        }
+    }
+    if (n > 4 && memcmp(lname, "arg_", 4) == 0) {
+        add_part(kp, KP_ARG, lname + 4, n - 4);
+        return 0;
+    }
+    if (n > 7 && memcmp(lname, "cookie_", 7) == 0) {
+        add_part(kp, KP_COOKIE, lname + 7, n - 7);
+        return 0;
+    }
+    if (n > 5 && memcmp(lname, "http_", 5) == 0) {
+        /* nginx hands header "X-Foo" to FastCGI as HTTP_X_FOO, and $http_x_foo
+         * names the same header. */
+        char *param = xasprintf("HTTP_%.*s", (int)(n - 5), lname + 5);
+        for (char *c = param; *c; c++)
+            if (*c >= 'a' && *c <= 'z')
+                *c = (char)(*c - 'a' + 'A');
+        add_part(kp, KP_PARAM, param, strlen(param));
+        free(param);
+        return 0;
+    }
+    return -1;
+}
+
+struct key_pattern *key_pattern_compile(const char *pattern, struct err *err)
+{
+    size_t n = pattern ? strlen(pattern) : 0;
+    if (n == 0) {
+        err_set(err, NULL, 0, 1, "empty key pattern");
+        return NULL;
+    }
+
+    struct key_pattern *kp = xcalloc(1, sizeof *kp);
+    kp->source = xstrdup(pattern);
+    size_t lit = 0; /* start of the pending literal run */
+    size_t i = 0;
+    while (i < n) {
+        if (pattern[i] != '$') {
+            i++;
+            continue;
+        }
+        int col = (int)i + 1;
+        if (i > lit)
+            add_part(kp, KP_LITERAL, pattern + lit, i - lit);
+
+        /* Same scan as nginx's ngx_http_script_compile(). */
+        size_t j = i + 1;
+        int bracket = 0;
+        if (j < n && pattern[j] == '{') {
+            bracket = 1;
+            j++;
+        }
+        if (!bracket && j < n && pattern[j] >= '1' && pattern[j] <= '9') {
+            err_set(err, NULL, 0, col, "regex capture \"$%c\" is not available in a key",
+                    pattern[j]);
+            goto fail;
+        }
+        size_t name = j;
+        while (j < n && name_char((unsigned char)pattern[j]))
+            j++;
+        size_t name_len = j - name;
+        if (bracket) {
+            if (j >= n || pattern[j] != '}') {
+                err_set(err, NULL, 0, col, "unterminated \"${\": missing \"}\"");
+                goto fail;
+            }
+            j++;
+        }
+        if (name_len == 0) {
+            err_set(err, NULL, 0, col, "empty variable name after \"$\"");
+            goto fail;
+        }
+        /* nginx variable names are case-insensitive. */
+        char *lname = xstrndup(pattern + name, name_len);
+        for (char *c = lname; *c; c++)
+            *c = (char)ascii_lower((unsigned char)*c);
+        int rc = add_variable(kp, lname, name_len);
+        free(lname);
+        if (rc < 0) {
+            err_set(err, NULL, 0, col, "unknown variable \"$%.*s\"", (int)name_len,
+                    pattern + name);
+            goto fail;
+        }
+        i = lit = j;
+    }
+    if (n > lit)
+        add_part(kp, KP_LITERAL, pattern + lit, n - lit);
+    return kp;
+
+fail:
+    key_pattern_free(kp);
+    return NULL;
+}
+
+void key_pattern_free(struct key_pattern *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->nparts; i++)
+        free(p->parts[i].text);
+    free(p->parts);
+    free(p->source);
+    free(p);
+}
+
+const char *key_pattern_text(const struct key_pattern *p)
+{
+    return p->source;
+}
+
+/* $args: QUERY_STRING when nginx passed it, else what nginx would take
+ * from REQUEST_URI: after the first '?' that comes before any '#', up to
+ * the next '#'. Sets *a (borrowed, may be NULL) and *n. */
+static void get_args(key_param_fn get, void *ctx, const char **a, size_t *n)
+{
+    const char *q = get(ctx, "QUERY_STRING");
+    if (q) {
+        *a = q;
+        *n = strlen(q);
+        return;
+    }
+    *a = NULL;
+    *n = 0;
+    const char *r = get(ctx, "REQUEST_URI");
+    if (!r)
+        return;
+    size_t stop = strcspn(r, "?#");
+    if (r[stop] != '?')
+        return;
+    *a = r + stop + 1;
+    *n = strcspn(*a, "#");
+}
+
+/* ngx_http_arg(): the first "name=" (name case-insensitive) at the start of
+ * the args or right after a '&'; the value runs to the next '&'. */
+static void eval_arg(const char *a, size_t n, const struct key_part *part, struct buf *out)
+{
+    size_t k = part->len;
+    for (size_t p = 0; p + k < n; p++) {
+        if ((p == 0 || a[p - 1] == '&') && a[p + k] == '='
+            && util_ascii_caseeq(a + p, part->text, k)) {
+            const char *v = a + p + k + 1;
+            const char *amp = memchr(v, '&', n - (p + k + 1));
+            buf_append(out, v, amp ? (size_t)(amp - v) : n - (p + k + 1));
+            return;
+        }
+    }
+}
+
+/* ngx_http_parse_multi_header_lines() on one Cookie header: pairs split
+ * on ';' or ',', name case-insensitive, spaces around '=' skipped, the
+ * value runs to the next ';'. */
+static void eval_cookie(const char *v, size_t n, const struct key_part *part, struct buf *out)
+{
+    size_t k = part->len, s = 0;
+    if (k > n)
+        return;
+    while (s < n) {
+        if (n - s >= k && util_ascii_caseeq(v + s, part->text, k)) {
+            s += k;
+            while (s < n && v[s] == ' ')
+                s++;
+            if (s < n && v[s++] == '=') {
+                while (s < n && v[s] == ' ')
+                    s++;
+                size_t last = s;
+                while (last < n && v[last] != ';')
+                    last++;
+                buf_append(out, v + s, last - s);
+                return;
+            }
+        }
+        while (s < n) {
+            char ch = v[s++];
+            if (ch == ';' || ch == ',')
+                break;
+        }
+        while (s < n && v[s] == ' ')
+            s++;
+    }
+}
+
+/* ngx_http_validate_host(): returns the length of the host part (port and
+ * one trailing dot removed), or 0 when nginx would refuse the header with
+ * a 400 (then the caller falls back to SERVER_NAME). */
+static size_t host_len(const char *h, size_t len)
+{
+    size_t dot_pos = len, hlen = len;
+    int literal = 0, rest = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        switch (ch) {
+        case '.':
+            if (i > 0 && dot_pos == i - 1)
+                return 0;
+            dot_pos = i;
+            break;
+        case ':':
+            if (!literal && !rest) {
+                hlen = i;
+                rest = 1;
+            }
+            break;
+        case '[':
+            if (i == 0)
+                literal = 1;
+            break;
+        case ']':
+            if (literal && !rest) {
+                hlen = i + 1;
+                literal = 0;
+                rest = 1;
+            }
+            break;
+        default:
+            if (ch == '/' || ch <= 0x20 || ch == 0x7f)
+                return 0;
+            break;
+        }
+    }
+    if (hlen > 0 && dot_pos == hlen - 1)
+        hlen--;
+    return hlen;
+}
+
+static void append_lower(struct buf *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        buf_append_char(out, (char)ascii_lower((unsigned char)s[i]));
+}
+
+void key_pattern_eval(const struct key_pattern *p, key_param_fn get, void *ctx, struct buf *out)
+{
+    buf_append(out, "", 0);
+    for (size_t i = 0; i < p->nparts; i++) {
+        const struct key_part *part = &p->parts[i];
+        const char *v, *a;
+        size_t n;
+        switch (part->kind) {
+        case KP_LITERAL:
+            buf_append(out, part->text, part->len);
+            break;
+        case KP_PARAM:
+            if ((v = get(ctx, part->text)) != NULL)
+                buf_append_str(out, v);
+            break;
+        case KP_URI:
+            if ((v = get(ctx, "DOCUMENT_URI")) != NULL)
+                buf_append_str(out, v);
+            else if ((v = get(ctx, "REQUEST_URI")) != NULL)
+                (void)key_normalize_uri(v, strlen(v), out); /* a 400 target: empty */
+            break;
+        case KP_ARGS:
+            get_args(get, ctx, &a, &n);
+            buf_append(out, a, n);
+            break;
+        case KP_IS_ARGS:
+            get_args(get, ctx, &a, &n);
+            if (n > 0)
+                buf_append_char(out, '?');
+            break;
+        case KP_ARG:
+            get_args(get, ctx, &a, &n);
+            eval_arg(a, n, part, out);
+            break;
+        case KP_HOST:
+            v = get(ctx, "HTTP_HOST");
+            if (v && (n = host_len(v, strlen(v))) > 0) {
+                append_lower(out, v, n);
+            } else if ((v = get(ctx, "SERVER_NAME")) != NULL) {
+                append_lower(out, v, strlen(v));
+            }
+            break;
+        case KP_SCHEME:
+            v = get(ctx, "REQUEST_SCHEME");
+            if (v && *v) {
+                buf_append_str(out, v);
+            } else {
+                v = get(ctx, "HTTPS");
+                int on = v && strlen(v) == 2 && util_ascii_caseeq(v, "on", 2);
+                buf_append_str(out, on ? "https" : "http");
+            }
+            break;
+        case KP_COOKIE:
+            if ((v = get(ctx, "HTTP_COOKIE")) != NULL)
+                eval_cookie(v, strlen(v), part, out);
+            break;
+        }
+    }
+}

@@ -1,0 +1,150 @@
+/* main.c - memfill: command line, config check, then the master.
+ *
+ *   memfill -c FILE          run (foreground; master + workers)
+ *   memfill -t -c FILE       check the config and everything built from it
+ *   memfill --print-config -c FILE
+ *   memfill -V
+ * Exit codes follow sysexits: 64 usage, 78 config, 71 OS errors. */
+#include "config.h"
+
+#include "memfill/config.h"
+#include "memfill/listen.h"
+#include "memfill/log.h"
+#include "memfill/master.h"
+#include "memfill/site.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: memfill -c FILE [-t] [--print-config]\n"
+                 "       memfill -V\n"
+                 "  -c, --config FILE   configuration file (JSON)\n"
+                 "  -t, --test-config   check the configuration and exit\n"
+                 "      --print-config  print every effective setting and exit\n"
+                 "  -V, --version       print the version and exit\n");
+}
+
+static int drop_privileges(const struct config *cfg)
+{
+    if (geteuid() != 0 || (!cfg->user && !cfg->group))
+        return 0;
+    struct passwd *pw = cfg->user ? getpwnam(cfg->user) : NULL;
+    if (cfg->user && !pw) {
+        fprintf(stderr, "memfill: user: no user \"%s\"\n", cfg->user);
+        return -1;
+    }
+    gid_t gid = pw ? pw->pw_gid : getegid();
+    if (cfg->group) {
+        struct group *gr = getgrnam(cfg->group);
+        if (!gr) {
+            fprintf(stderr, "memfill: group: no group \"%s\"\n", cfg->group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (setgid(gid) < 0 || (pw && initgroups(pw->pw_name, gid) < 0) ||
+        (!pw && setgroups(0, NULL) < 0) || (pw && setuid(pw->pw_uid) < 0)) {
+        fprintf(stderr, "memfill: cannot drop privileges: %s\n", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int write_pid_file(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%ld\n", (long)getpid());
+    return fclose(f);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test-config", no_argument, NULL, 't'},
+        {"print-config", no_argument, NULL, 'p'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int test = 0, print = 0, c;
+    while ((c = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 't': test = 1; break;
+        case 'p': print = 1; break;
+        case 'V': printf("memfill %s\n", PACKAGE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return EX_USAGE;
+        }
+    }
+    if (optind < argc || !path) {
+        fprintf(stderr, "memfill: %s\n", path ? "unexpected argument" : "-c FILE is required");
+        usage(stderr);
+        return EX_USAGE;
+    }
+
+    struct err e;
+    err_clear(&e);
+    char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];
+    struct config *cfg = config_load(path, 0, &e);
+    struct site *site = cfg ? site_new_own(cfg, &e) : NULL;
+    if (!site) {
+        fprintf(stderr, "%s\n", err_format(&e, msg, sizeof msg));
+        return EX_CONFIG;
+    }
+    if (print) {
+        struct buf out = BUF_INIT;
+        config_print(site->cfg, &out);
+        fwrite(out.data, 1, out.len, stdout);
+        buf_fini(&out);
+        site_free(site);
+        return 0;
+    }
+    if (test) {
+        printf("configuration ok\n");
+        site_free(site);
+        return 0;
+    }
+    if (log_open(site->cfg->log_file, site->cfg->log_level, 'M') < 0) {
+        fprintf(stderr, "memfill: log.file: cannot open %s: %s\n", site->cfg->log_file,
+                strerror(errno));
+        site_free(site);
+        return EX_CANTCREAT;
+    }
+    int fd = listen_open(site->cfg, &e);
+    if (fd < 0) {
+        fprintf(stderr, "%s\n", err_format(&e, msg, sizeof msg));
+        site_free(site);
+        return EX_OSERR;
+    }
+    if (site->cfg->pid_file && write_pid_file(site->cfg->pid_file) < 0) {
+        fprintf(stderr, "memfill: pid_file: cannot write %s: %s\n", site->cfg->pid_file,
+                strerror(errno));
+        site_free(site);
+        return EX_CANTCREAT;
+    }
+    if (drop_privileges(site->cfg) < 0) {
+        site_free(site);
+        return EX_NOPERM;
+    }
+    char *pid_file = site->cfg->pid_file ? strdup(site->cfg->pid_file) : NULL;
+    int rc = master_run(site, path, fd);
+    if (pid_file) {
+        unlink(pid_file);
+        free(pid_file);
+    }
+    return rc;
+}

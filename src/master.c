@@ -1,0 +1,345 @@
+/* master.c - the pre-fork supervisor.
+ *
+ * Shape (lighttpd's server_main_setup_workers, with sigtimedwait): every
+ * signal the master cares about is blocked and collected synchronously by
+ * sigtimedwait() with a short timeout, so there are no handlers, no
+ * EINTR races and no busy loop; each wake-up reaps children, respawns what
+ * is missing (with backoff), enforces request_timeout from the scoreboard,
+ * and acts on the signals:
+ *   SIGTERM/SIGINT/SIGQUIT  graceful stop: workers get SIGTERM, finish their
+ *                           request and exit; after shutdown_timeout, or on
+ *                           a second signal, SIGKILL.
+ *   SIGHUP                  reload: build the complete new site first; on
+ *                           success start a new generation of workers, then
+ *                           retire the old one gracefully; on failure log
+ *                           file:line:col and keep serving.
+ *   SIGUSR1                 reopen the log, and forward to the workers.
+ * A worker that dies abnormally is respawned after a backoff that doubles
+ * (up to 10 s) while deaths keep coming; K abnormal deaths within T
+ * seconds trip the crash-storm guard: respawns slow to one per
+ * CRASH_SLOW_MS and a loud line is logged. */
+#include "config.h"
+
+#include "memfill/master.h"
+#include "memfill/log.h"
+#include "memfill/stats.h"
+#include "memfill/util.h"
+#include "memfill/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CRASH_WINDOW_MS 10000
+#define CRASH_THRESHOLD 10
+#define CRASH_SLOW_MS 5000
+#define BACKOFF_MAX_MS 10000
+#define TICK_MS 200
+
+struct child {
+    pid_t pid;           /* 0 when the slot is free */
+    unsigned generation; /* site generation it serves */
+    uint64_t born_ms;
+    int retiring;        /* sent SIGTERM as part of a reload or stop */
+};
+
+struct master {
+    struct site *site;
+    const char *config_path;
+    int listen_fd;
+    pid_t pid;
+    unsigned generation;
+    struct stats *stats;
+    struct child *children; /* one per scoreboard slot */
+    size_t nslots;
+    uint64_t respawn_at_ms;  /* no spawn before this (backoff) */
+    unsigned backoff_ms;
+    uint64_t crash_times[CRASH_THRESHOLD];
+    size_t crash_next;
+    int storm;
+    int stopping;            /* 0, 1 graceful, 2 immediate */
+    uint64_t stop_deadline_ms;
+};
+
+static unsigned jitter(unsigned max_requests)
+{
+    if (!max_requests)
+        return 0;
+    /* Up to +25% so that workers started together do not recycle together. */
+    unsigned spread = max_requests / 4 + 1;
+    return max_requests + (unsigned)(rand() % (int)spread);
+}
+
+static size_t live_workers(const struct master *m, int current_only)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->nslots; i++)
+        if (m->children[i].pid &&
+            (!current_only || (m->children[i].generation == m->generation &&
+                               !m->children[i].retiring)))
+            n++;
+    return n;
+}
+
+static int spawn(struct master *m)
+{
+    size_t slot = 0;
+    while (slot < m->nslots && m->children[slot].pid)
+        slot++;
+    if (slot == m->nslots)
+        return -1;
+    stats_retire_slot(m->stats, slot);
+    unsigned limit = jitter(m->site->cfg->max_requests);
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_perr(LOG_ERROR, "fork failed");
+        return -1;
+    }
+    if (pid == 0)
+        worker_run(m->site, m->listen_fd, m->stats, slot, limit, m->pid);
+    m->children[slot].pid = pid;
+    m->children[slot].generation = m->generation;
+    m->children[slot].born_ms = util_now_ms();
+    m->children[slot].retiring = 0;
+    stats_slot(m->stats, slot)->pid = pid;
+    return 0;
+}
+
+static void note_abnormal(struct master *m, uint64_t now)
+{
+    stats_master(m->stats)->abnormal_exits++;
+    m->crash_times[m->crash_next] = now;
+    m->crash_next = (m->crash_next + 1) % CRASH_THRESHOLD;
+    uint64_t oldest = m->crash_times[m->crash_next];
+    if (oldest && now - oldest < CRASH_WINDOW_MS) {
+        if (!m->storm)
+            log_error("CRASH STORM: %d workers died abnormally within %d s; respawning one "
+                      "every %d s until it calms down (check the log above for the cause)",
+                      CRASH_THRESHOLD, CRASH_WINDOW_MS / 1000, CRASH_SLOW_MS / 1000);
+        m->storm = 1;
+        m->backoff_ms = CRASH_SLOW_MS;
+    } else {
+        m->backoff_ms = m->backoff_ms ? m->backoff_ms * 2 : 100;
+        if (m->backoff_ms > BACKOFF_MAX_MS)
+            m->backoff_ms = BACKOFF_MAX_MS;
+    }
+    m->respawn_at_ms = now + m->backoff_ms;
+}
+
+static void reap(struct master *m)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        size_t i = 0;
+        while (i < m->nslots && m->children[i].pid != pid)
+            i++;
+        if (i == m->nslots)
+            continue;
+        struct child *c = &m->children[i];
+        uint64_t now = util_now_ms();
+        int abnormal = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        if (abnormal && !c->retiring && !m->stopping) {
+            if (WIFSIGNALED(status))
+                log_error("worker %ld died from signal %d after %llu ms", (long)pid,
+                          WTERMSIG(status), (unsigned long long)(now - c->born_ms));
+            else
+                log_error("worker %ld exited with status %d", (long)pid, WEXITSTATUS(status));
+            note_abnormal(m, now);
+        } else if (!abnormal && !c->retiring && !m->stopping) {
+            /* recycled after max_requests */
+            if (m->storm == 0)
+                m->backoff_ms = 0;
+        }
+        if (!c->retiring && !m->stopping)
+            stats_master(m->stats)->restarts++;
+        stats_retire_slot(m->stats, i);
+        c->pid = 0;
+    }
+}
+
+static void respawn(struct master *m)
+{
+    if (m->stopping)
+        return;
+    uint64_t now = util_now_ms();
+    if (now < m->respawn_at_ms)
+        return;
+    while (live_workers(m, 1) < m->site->cfg->workers) {
+        if (spawn(m) < 0)
+            break;
+        if (m->backoff_ms) {
+            /* Under backoff, one worker per period. */
+            m->respawn_at_ms = now + m->backoff_ms;
+            break;
+        }
+    }
+    /* Calm again: a full window without a crash ends the storm. */
+    uint64_t last = m->crash_times[(m->crash_next + CRASH_THRESHOLD - 1) % CRASH_THRESHOLD];
+    if (last && now - last > CRASH_WINDOW_MS && (m->storm || m->backoff_ms)) {
+        if (m->storm)
+            log_warn("crash storm over: normal respawning resumes");
+        m->storm = 0;
+        m->backoff_ms = 0;
+    }
+}
+
+static void enforce_timeouts(struct master *m)
+{
+    unsigned limit = m->site->cfg->request_timeout;
+    if (!limit)
+        return;
+    uint64_t now = util_now_ms();
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct stats_slot *s = stats_slot(m->stats, i);
+        if (!m->children[i].pid || s->state != STATS_STATE_BUSY)
+            continue;
+        uint64_t started = s->started_ms;
+        if (started && now > started && now - started > (uint64_t)limit * 1000u) {
+            char uri[STATS_URI_MAX];
+            memcpy(uri, s->uri, sizeof uri);
+            uri[sizeof uri - 1] = '\0';
+            log_error("worker %ld killed: request \"%s\" ran %llu ms, past request_timeout "
+                      "(%u s)",
+                      (long)m->children[i].pid, uri, (unsigned long long)(now - started), limit);
+            kill(m->children[i].pid, SIGKILL);
+            stats_master(m->stats)->timeouts_killed++;
+            s->state = STATS_STATE_EXITING;
+        }
+    }
+}
+
+static void signal_workers(struct master *m, int sig, int only_old)
+{
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct child *c = &m->children[i];
+        if (!c->pid || (only_old && c->generation == m->generation))
+            continue;
+        if (sig == SIGTERM)
+            c->retiring = 1;
+        kill(c->pid, sig);
+    }
+}
+
+static void reload(struct master *m)
+{
+    log_info("reloading %s", m->config_path);
+    struct err e;
+    err_clear(&e);
+    struct config *cfg = config_load(m->config_path, 0, &e);
+    struct site *site = cfg ? site_new_own(cfg, &e) : NULL;
+    if (!site) {
+        char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];
+        log_error("reload failed, still serving the previous config: %s",
+                  err_format(&e, msg, sizeof msg));
+        return;
+    }
+    if (site->cfg->workers * 2 > m->nslots)
+        log_warn("reload: workers raised to %u but only %zu slots exist; using %zu",
+                 site->cfg->workers, m->nslots, m->nslots / 2);
+    if (site->cfg->workers * 2 > m->nslots)
+        site->cfg->workers = (unsigned)(m->nslots / 2);
+    if ((site->cfg->listen && m->site->cfg->listen &&
+         strcmp(site->cfg->listen, m->site->cfg->listen) != 0) ||
+        (!site->cfg->listen != !m->site->cfg->listen))
+        log_warn("reload: \"listen\" changed; the socket is kept until a restart");
+    if (log_open(site->cfg->log_file, site->cfg->log_level, 'M') < 0)
+        log_perr(LOG_ERROR, "reload: cannot open log %s", site->cfg->log_file);
+    struct site *old = m->site;
+    m->site = site;
+    m->generation++;
+    stats_master(m->stats)->reloads++;
+    /* New workers first, so requests keep being served, then the old ones
+     * finish what they are doing and leave. */
+    m->respawn_at_ms = 0;
+    m->backoff_ms = 0;
+    respawn(m);
+    signal_workers(m, SIGTERM, 1);
+    site_free(old);
+    log_info("reload done: generation %u with %u workers", m->generation, site->cfg->workers);
+}
+
+static void begin_stop(struct master *m, int sig)
+{
+    if (m->stopping) {
+        log_warn("second stop signal (%d): stopping now", sig);
+        m->stopping = 2;
+        signal_workers(m, SIGKILL, 0);
+        return;
+    }
+    m->stopping = 1;
+    m->stop_deadline_ms = util_now_ms() + (uint64_t)m->site->cfg->shutdown_timeout * 1000u;
+    log_info("graceful stop (signal %d): waiting up to %u s for in-flight requests", sig,
+             m->site->cfg->shutdown_timeout);
+    signal_workers(m, SIGTERM, 0);
+}
+
+int master_run(struct site *site, const char *config_path, int listen_fd)
+{
+    struct master m;
+    memset(&m, 0, sizeof m);
+    m.site = site;
+    m.config_path = config_path;
+    m.listen_fd = listen_fd;
+    m.pid = getpid();
+    /* Two generations can overlap during a reload. */
+    m.nslots = (size_t)site->cfg->workers * 2;
+    m.stats = stats_new(m.nslots);
+    if (!m.stats) {
+        log_perr(LOG_ERROR, "cannot map the scoreboard");
+        site_free(site);
+        return 71;
+    }
+    stats_master(m.stats)->started_unix = (uint64_t)time(NULL);
+    m.children = xcalloc(m.nslots, sizeof *m.children);
+    srand((unsigned)(m.pid ^ time(NULL)));
+
+    sigset_t set;
+    sigemptyset(&set);
+    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        sigaddset(&set, sigs[i]);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_info("memfill %s: master %ld starting %u workers", PACKAGE_VERSION, (long)m.pid,
+             site->cfg->workers);
+    respawn(&m);
+    for (;;) {
+        struct timespec tick = {0, TICK_MS * 1000000L};
+        siginfo_t info;
+        int sig = sigtimedwait(&set, &info, &tick);
+        reap(&m);
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
+            begin_stop(&m, sig);
+        else if (sig == SIGHUP && !m.stopping)
+            reload(&m);
+        else if (sig == SIGUSR1) {
+            if (log_reopen() < 0)
+                log_perr(LOG_ERROR, "cannot reopen the log");
+            signal_workers(&m, SIGUSR1, 0);
+        }
+        if (m.stopping) {
+            if (live_workers(&m, 0) == 0)
+                break;
+            if (m.stopping == 1 && util_now_ms() > m.stop_deadline_ms) {
+                log_warn("shutdown_timeout reached: killing the remaining workers");
+                m.stopping = 2;
+                signal_workers(&m, SIGKILL, 0);
+            }
+            continue;
+        }
+        enforce_timeouts(&m);
+        respawn(&m);
+    }
+    log_info("master %ld stopped", (long)m.pid);
+    free(m.children);
+    stats_free(m.stats);
+    site_free(m.site);
+    return 0;
+}

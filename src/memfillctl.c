@@ -1,0 +1,301 @@
+/* memfillctl.c - the operator's tool. Subcommands share memfill's config:
+ *
+ *   where [--hex] KEY... | -      which node holds this page (NODE<TAB>ESCAPED_KEY)
+ *   nginx-conf [--listen L] [--server-name N] [--fastcgi ADDR]
+ *   render TEMPLATE [DATA.json] [--partials DIR]
+ *
+ * The config is -c FILE, else $MEMFILL_CONFIG, else SYSCONFDIR/memfill.json.
+ * A config holding only the memcached section is enough for where and
+ * nginx-conf. Exit codes: 0 ok, 1 some key cannot be read by nginx (where),
+ * 64 usage, 78 config. */
+#include "config.h"
+
+#include "memfill/config.h"
+#include "memfill/key.h"
+#include "memfill/log.h"
+#include "memfill/nginxconf.h"
+#include "memfill/site.h"
+#include "memfill/template.h"
+#include "memfill/util.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+static const char *config_path;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: memfillctl [-c FILE] COMMAND [ARGS]\n"
+            "commands:\n"
+            "  where [--hex] KEY... | -         node and escaped key nginx uses for each key\n"
+            "  nginx-conf [--listen ADDR] [--server-name NAME] [--fastcgi ADDR]\n"
+            "                                   print the nginx config matching memfill's\n"
+            "  render TEMPLATE [DATA.json] [--partials DIR]\n"
+            "                                   render a template offline to stdout\n");
+}
+
+static struct config *load_config(void)
+{
+    const char *path = config_path;
+    if (!path)
+        path = getenv("MEMFILL_CONFIG");
+    if (!path)
+        path = SYSCONFDIR "/memfill.json";
+    struct err e;
+    err_clear(&e);
+    struct config *cfg = config_load(path, CONFIG_ALLOW_NO_ROUTES, &e);
+    if (!cfg) {
+        char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];
+        fprintf(stderr, "%s\n", err_format(&e, msg, sizeof msg));
+    }
+    return cfg;
+}
+
+/* ---- where ---- */
+
+static int where_one(const struct nodesel *sel, const char *raw, size_t len)
+{
+    struct buf esc = BUF_INIT;
+    key_escape(raw, len, &esc);
+    int node = nodesel_pick(sel, raw, len);
+    int ok = len > 0 && node >= 0 && esc.len <= KEY_MAX_ESCAPED;
+    const char *name = "-";
+    if (ok) {
+        const struct nodesel_server *s = nodesel_server(sel, (size_t)node);
+        name = nodesel_distribution(sel) == NODESEL_UPSTREAM_LIST ? s->name : s->address;
+    }
+    printf("%s\t%s\n", name, esc.data ? esc.data : "");
+    if (!ok) {
+        struct buf shown = BUF_INIT;
+        log_escape(&shown, raw, len, 80);
+        if (len == 0)
+            fprintf(stderr, "memfillctl: where: empty key: nginx answers 500 and never reads "
+                            "it\n");
+        else
+            fprintf(stderr,
+                    "memfillctl: where: key \"%s\" is %zu bytes once escaped; memcached "
+                    "accepts %d, so nginx can never read it\n",
+                    shown.data, esc.len, KEY_MAX_ESCAPED);
+        buf_fini(&shown);
+    }
+    buf_fini(&esc);
+    return ok ? 0 : 1;
+}
+
+static int decode_arg(const char *arg, int hex, struct buf *out)
+{
+    if (!hex) {
+        buf_append_str(out, arg);
+        return 0;
+    }
+    size_t n = strlen(arg);
+    if (n % 2)
+        return -1;
+    for (size_t i = 0; i < n; i += 2) {
+        char pair[3] = {arg[i], arg[i + 1], 0};
+        char *end;
+        long v = strtol(pair, &end, 16);
+        if (*end || !((pair[0] >= '0' && pair[0] <= '9') || (pair[0] | 0x20) >= 'a'))
+            return -1;
+        buf_append_char(out, (char)v);
+    }
+    if (!out->data)
+        buf_append(out, "", 0);
+    return 0;
+}
+
+static int cmd_where(int argc, char **argv)
+{
+    int hex = 0, first = 1;
+    if (first < argc && strcmp(argv[first], "--hex") == 0) {
+        hex = 1;
+        first++;
+    }
+    if (first >= argc) {
+        fprintf(stderr, "memfillctl: where: expected at least one KEY, or - for stdin\n");
+        return EX_USAGE;
+    }
+    struct config *cfg = load_config();
+    if (!cfg)
+        return EX_CONFIG;
+    struct err e;
+    err_clear(&e);
+    struct nodesel *sel = site_nodesel_new(cfg, &e);
+    if (!sel) {
+        char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];
+        fprintf(stderr, "%s\n", err_format(&e, msg, sizeof msg));
+        config_free(cfg);
+        return EX_CONFIG;
+    }
+    int rc = 0;
+    struct buf key = BUF_INIT;
+    for (int i = first; i < argc; i++) {
+        if (strcmp(argv[i], "-") == 0) {
+            char *line = NULL;
+            size_t cap = 0;
+            ssize_t n;
+            while ((n = getline(&line, &cap, stdin)) >= 0) {
+                if (n > 0 && line[n - 1] == '\n')
+                    line[--n] = '\0';
+                buf_reset(&key, 1 << 16);
+                if (decode_arg(line, hex, &key) < 0) {
+                    fprintf(stderr, "memfillctl: where: bad hex key \"%s\"\n", line);
+                    rc = EX_DATAERR;
+                    continue;
+                }
+                rc |= where_one(sel, key.data ? key.data : "", key.len);
+            }
+            free(line);
+            continue;
+        }
+        buf_reset(&key, 1 << 16);
+        if (decode_arg(argv[i], hex, &key) < 0) {
+            fprintf(stderr, "memfillctl: where: bad hex key \"%s\"\n", argv[i]);
+            rc = EX_DATAERR;
+            continue;
+        }
+        rc |= where_one(sel, key.data ? key.data : "", key.len);
+    }
+    buf_fini(&key);
+    nodesel_free(sel);
+    config_free(cfg);
+    return rc;
+}
+
+/* ---- nginx-conf ---- */
+
+static int cmd_nginx_conf(int argc, char **argv)
+{
+    struct nginxconf_opts o = {"80", "_", NULL, 0};
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 < argc && strcmp(argv[i], "--listen") == 0)
+            o.listen = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--server-name") == 0)
+            o.server_name = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--fastcgi") == 0)
+            o.fastcgi = argv[++i];
+        else {
+            fprintf(stderr, "memfillctl: nginx-conf: unexpected argument \"%s\"\n", argv[i]);
+            return EX_USAGE;
+        }
+    }
+    struct config *cfg = load_config();
+    if (!cfg)
+        return EX_CONFIG;
+    struct buf out = BUF_INIT;
+    int rc = nginxconf_render(cfg, &o, &out);
+    if (rc < 0)
+        fprintf(stderr, "memfillctl: nginx-conf: the config has no \"listen\" (memfill runs "
+                        "under spawn-fcgi): give --fastcgi ADDR, the socket nginx should use\n");
+    else
+        fwrite(out.data, 1, out.len, stdout);
+    buf_fini(&out);
+    config_free(cfg);
+    return rc < 0 ? EX_USAGE : 0;
+}
+
+/* ---- render ---- */
+
+static int cmd_render(int argc, char **argv)
+{
+    const char *tpl = NULL, *data = NULL, *partials = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 < argc && strcmp(argv[i], "--partials") == 0)
+            partials = argv[++i];
+        else if (!tpl)
+            tpl = argv[i];
+        else if (!data)
+            data = argv[i];
+        else {
+            fprintf(stderr, "memfillctl: render: unexpected argument \"%s\"\n", argv[i]);
+            return EX_USAGE;
+        }
+    }
+    if (!tpl) {
+        fprintf(stderr, "memfillctl: render: expected TEMPLATE [DATA.json]\n");
+        return EX_USAGE;
+    }
+    char *dir = NULL;
+    if (!partials) {
+        const char *slash = strrchr(tpl, '/');
+        dir = slash ? xstrndup(tpl, (size_t)(slash - tpl)) : xstrdup(".");
+    }
+    struct template_set *set = template_set_new(partials ? partials : dir);
+    free(dir);
+    struct err e;
+    err_clear(&e);
+    char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];
+    const struct template *t = template_set_load(set, tpl, &e);
+    if (!t) {
+        fprintf(stderr, "%s\n", err_format(&e, msg, sizeof msg));
+        template_set_free(set);
+        return EX_DATAERR;
+    }
+    json_t *json = NULL;
+    if (data) {
+        json_error_t je;
+        json = json_load_file(data, JSON_REJECT_DUPLICATES, &je);
+        if (!json) {
+            fprintf(stderr, "%s:%d:%d: %s\n", data, je.line, je.column, je.text);
+            template_set_free(set);
+            return EX_DATAERR;
+        }
+    }
+    struct buf out = BUF_INIT;
+    int rc = template_render(t, json, &out, &e);
+    if (rc < 0)
+        fprintf(stderr, "%s\n", err_format(&e, msg, sizeof msg));
+    else
+        fwrite(out.data ? out.data : "", 1, out.len, stdout);
+    buf_fini(&out);
+    json_decref(json);
+    template_set_free(set);
+    return rc < 0 ? EX_DATAERR : 0;
+}
+
+int main(int argc, char **argv)
+{
+    log_open(NULL, LOG_WARN, 'C');
+    int i = 1;
+    while (i < argc && argv[i][0] == '-' && argv[i][1]) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            config_path = argv[i + 1];
+            i += 2;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+            printf("memfillctl %s\n", PACKAGE_VERSION);
+            return 0;
+        } else {
+            break;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return EX_USAGE;
+    }
+    const char *cmd = argv[i];
+    int sub_argc = argc - i;
+    char **sub_argv = argv + i;
+    /* Allow -c after the command too: memfillctl where -c FILE KEY */
+    if (sub_argc > 2 && strcmp(sub_argv[1], "-c") == 0) {
+        config_path = sub_argv[2];
+        sub_argv[2] = sub_argv[0];
+        sub_argv += 2;
+        sub_argc -= 2;
+    }
+    if (strcmp(cmd, "where") == 0)
+        return cmd_where(sub_argc, sub_argv);
+    if (strcmp(cmd, "nginx-conf") == 0)
+        return cmd_nginx_conf(sub_argc, sub_argv);
+    if (strcmp(cmd, "render") == 0)
+        return cmd_render(sub_argc, sub_argv);
+    fprintf(stderr, "memfillctl: unknown command \"%s\"\n", cmd);
+    usage(stderr);
+    return EX_USAGE;
+}

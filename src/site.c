@@ -1,0 +1,91 @@
+/* site.c - builds a complete site from a config, or nothing.
+ *
+ * Order: node selector, key pattern, skip rules, router, then one handler
+ * per route. The first failure frees everything built so far and reports
+ * the position in the config file. */
+#include "config.h"
+
+#include "memfill/site.h"
+#include "memfill/util.h"
+
+#include <stdlib.h>
+
+struct nodesel *site_nodesel_new(const struct config *cfg, struct err *err)
+{
+    struct nodesel_server *ns = xcalloc(cfg->nservers ? cfg->nservers : 1, sizeof *ns);
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        ns[i].address = cfg->servers[i].address;
+        ns[i].weight = cfg->servers[i].weight;
+        ns[i].name = cfg->servers[i].name;
+    }
+    struct err e;
+    err_clear(&e);
+    struct nodesel *sel = nodesel_new(cfg->distribution, ns, cfg->nservers, &e);
+    free(ns);
+    if (!sel) {
+        int line = cfg->nservers ? cfg->servers[0].pos.line : 0;
+        int col = cfg->nservers ? cfg->servers[0].pos.col : 0;
+        err_set(err, cfg->path, line, col, "memcached.servers: %s", e.text);
+    }
+    return sel;
+}
+
+struct site *site_new_own(struct config *cfg, struct err *err)
+{
+    struct site *s = xcalloc(1, sizeof *s);
+    s->cfg = cfg;
+    s->ops = xcalloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *s->ops);
+    s->states = xcalloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *s->states);
+    struct err e;
+    err_clear(&e);
+    s->nodes = site_nodesel_new(cfg, err);
+    if (!s->nodes)
+        goto fail;
+    s->key = key_pattern_compile(cfg->key, &e);
+    if (!s->key) {
+        err_set(err, cfg->path, 0, 0, "cache.key: %s (at byte %d of \"%s\")", e.text, e.column,
+                cfg->key);
+        goto fail;
+    }
+    s->skip_uri = regex_list_new(cfg->skip_uri, "cache.skip_uri", &e);
+    if (!s->skip_uri) {
+        err_set(err, cfg->path, 0, 0, "%s", e.text);
+        goto fail;
+    }
+    s->router = router_new(cfg, err);
+    if (!s->router)
+        goto fail;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct handler_ops *ops = handler_ops_for(cfg->routes[i].handler);
+        if (!ops) {
+            err_set(err, cfg->path, cfg->routes[i].pos.line, cfg->routes[i].pos.col,
+                    "routes[%zu].handler: \"%s\" is not available in this build", i,
+                    config_handler_name(cfg->routes[i].handler));
+            goto fail;
+        }
+        if (ops->create(cfg, i, &s->states[i], err) < 0)
+            goto fail;
+        s->ops[i] = ops;
+    }
+    return s;
+fail:
+    site_free(s);
+    return NULL;
+}
+
+void site_free(struct site *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; s->cfg && i < s->cfg->nroutes; i++)
+        if (s->ops[i])
+            s->ops[i]->destroy(s->states[i]);
+    free(s->ops);
+    free(s->states);
+    router_free(s->router);
+    regex_list_free(s->skip_uri);
+    key_pattern_free(s->key);
+    nodesel_free(s->nodes);
+    config_free(s->cfg);
+    free(s);
+}

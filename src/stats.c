@@ -1,0 +1,99 @@
+/* stats.c - the shared-memory scoreboard.
+ *
+ * One anonymous shared mapping holds the master block and one slot per
+ * worker. A worker owns its slot for its life; when it exits the master
+ * folds its counters into the retired totals, so totals never go backwards
+ * across worker restarts. */
+#include "config.h"
+
+#include "memfill/stats.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+struct stats {
+    size_t nslots;
+    size_t map_len;
+    struct stats_master *master;
+    struct stats_slot *slots;
+};
+
+static const char *const counter_names[STATS_N] = {
+    "requests",         "stored",         "skip_method",     "skip_status",
+    "skip_cookie",      "skip_cache_control", "skip_size",   "skip_key_empty",
+    "skip_key_too_long", "skip_rule",     "skip_node_trouble", "skip_handler",
+    "skip_lock_lost",   "fail_connection", "fail_timeout",   "fail_server",
+    "fail_too_large",   "key_drift",      "backend_mismatch", "node_drift",
+    "bad_request",      "purged",
+};
+
+struct stats *stats_new(size_t nslots)
+{
+    size_t len = sizeof(struct stats) + sizeof(struct stats_master) +
+                 nslots * sizeof(struct stats_slot);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    memset(p, 0, len);
+    struct stats *st = p;
+    st->nslots = nslots;
+    st->map_len = len;
+    st->master = (struct stats_master *)(st + 1);
+    st->slots = (struct stats_slot *)(st->master + 1);
+    return st;
+}
+
+void stats_free(struct stats *st)
+{
+    if (st)
+        munmap(st, st->map_len);
+}
+
+size_t stats_nslots(const struct stats *st)
+{
+    return st->nslots;
+}
+
+struct stats_slot *stats_slot(struct stats *st, size_t i)
+{
+    return i < st->nslots ? &st->slots[i] : NULL;
+}
+
+struct stats_master *stats_master(struct stats *st)
+{
+    return st->master;
+}
+
+void stats_retire_slot(struct stats *st, size_t i)
+{
+    struct stats_slot *s = stats_slot(st, i);
+    if (!s)
+        return;
+    for (int c = 0; c < STATS_N; c++)
+        st->master->retired[c] += s->counters[c];
+    /* Node counters are kept: they are per node, not per worker life. */
+    for (int c = 0; c < STATS_N; c++)
+        s->counters[c] = 0;
+    s->pid = 0;
+    s->state = STATS_STATE_EMPTY;
+    s->uri[0] = '\0';
+}
+
+uint64_t stats_total(struct stats *st, enum stats_counter c)
+{
+    uint64_t t = st->master->retired[c];
+    for (size_t i = 0; i < st->nslots; i++)
+        t += st->slots[i].counters[c];
+    return t;
+}
+
+const char *stats_counter_name(enum stats_counter c)
+{
+    return (unsigned)c < STATS_N ? counter_names[c] : "?";
+}
+
+const char *stats_state_name(int state)
+{
+    static const char *const names[] = {"empty", "starting", "idle", "busy", "storing", "exiting"};
+    return state >= 0 && state <= STATS_STATE_EXITING ? names[state] : "?";
+}

@@ -1,0 +1,183 @@
+/* store.c - the store policy and the write.
+ *
+ * Facts behind the policy (NGINX-COMPAT §0, §5): a memcached_pass hit
+ * replays as a bare 200 with the body only, so only 200 responses without
+ * Set-Cookie are worth storing; keys longer than 250 bytes once escaped can
+ * never be read; the node is picked by hashing the RAW key and the item is
+ * stored under the ESCAPED key. When nginx tells us the node it read
+ * (MEMC_BACKEND) we write there, since that is where it will read again;
+ * a MEMC_BACKEND naming no configured node is never connected to. The
+ * order of the checks fixes which reason is counted when several apply. */
+#include "config.h"
+
+#include "memfill/store.h"
+#include "memfill/key.h"
+#include "memfill/util.h"
+
+#include <string.h>
+#include <time.h>
+
+void store_job_init(struct store_job *job)
+{
+    memset(job, 0, sizeof *job);
+    buf_init(&job->raw_key);
+    buf_init(&job->esc_key);
+    job->node = -1;
+}
+
+void store_job_fini(struct store_job *job)
+{
+    buf_fini(&job->raw_key);
+    buf_fini(&job->esc_key);
+}
+
+void store_request_key(const struct site *site, const struct request *req, struct buf *raw,
+                       int *drift)
+{
+    *drift = 0;
+    if (req->memc_key) {
+        buf_append_str(raw, req->memc_key);
+        struct buf own = BUF_INIT;
+        key_pattern_eval(site->key, request_param_cb, (void *)req, &own);
+        *drift = own.len != raw->len || (own.len && memcmp(own.data, raw->data, own.len) != 0);
+        buf_fini(&own);
+    } else {
+        key_pattern_eval(site->key, request_param_cb, (void *)req, raw);
+    }
+}
+
+/* Returns 1 when the Cookie header holds a cookie named in names. */
+static int has_session_cookie(const struct request *req, char *const *names)
+{
+    const char *c = request_param(req, "HTTP_COOKIE");
+    if (!c || !names || !*names)
+        return 0;
+    while (*c) {
+        while (*c == ' ' || *c == ';')
+            c++;
+        const char *eq = strchr(c, '=');
+        const char *end = strchr(c, ';');
+        if (!end)
+            end = c + strlen(c);
+        size_t nl = (eq && eq < end ? eq : end) - c;
+        while (nl > 0 && c[nl - 1] == ' ')
+            nl--;
+        for (char *const *n = names; *n; n++)
+            if (strlen(*n) == nl && memcmp(*n, c, nl) == 0)
+                return 1;
+        c = end;
+    }
+    return 0;
+}
+
+/* Returns 1 when the response headers hold a header named name. */
+static int has_header(const struct response *resp, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *p = resp->headers.data;
+    const char *end = p + resp->headers.len;
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if ((size_t)(end - p) > nl && p[nl] == ':' && util_ascii_caseeq(p, name, nl))
+            return 1;
+        p = eol ? eol + 1 : end;
+    }
+    return 0;
+}
+
+/* The last entry of a comma list such as $upstream_status "502, 404". */
+static const char *last_entry(const char *v)
+{
+    const char *c = strrchr(v, ',');
+    v = c ? c + 1 : v;
+    while (*v == ' ')
+        v++;
+    return v;
+}
+
+static unsigned pick_ttl(const struct config *cfg, const struct config_route *route,
+                         const struct response *resp)
+{
+    long ttl = resp->ttl >= 0 ? resp->ttl : route && route->ttl >= 0 ? route->ttl : cfg->ttl;
+    if (cfg->max_ttl && (ttl == 0 || ttl > (long)cfg->max_ttl))
+        ttl = cfg->max_ttl;
+    if (ttl < (long)cfg->min_ttl)
+        ttl = cfg->min_ttl;
+    return (unsigned)ttl;
+}
+
+void store_prepare(const struct site *site, const struct request *req, size_t route,
+                   const struct response *resp, struct store_job *job)
+{
+    const struct config *cfg = site->cfg;
+    const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
+    job->decision = STATS_STORED;
+
+    /* The key and node are worked out even for pages that are not stored,
+     * so drift between the two configs is always seen. */
+    store_request_key(site, req, &job->raw_key, &job->key_drift);
+    key_escape(job->raw_key.data ? job->raw_key.data : "", job->raw_key.len, &job->esc_key);
+    int computed = nodesel_pick(site->nodes, job->raw_key.data, job->raw_key.len);
+    job->node = computed;
+    if (req->memc_backend && *req->memc_backend) {
+        int b = nodesel_find_backend(site->nodes, req->memc_backend, strlen(req->memc_backend));
+        if (b < 0) {
+            job->backend_mismatch = 1;
+        } else {
+            if (computed >= 0 && b != computed)
+                job->node_drift = 1;
+            job->node = b;
+        }
+    }
+
+    if (!(req->method_bit & (CONFIG_METHOD_GET | CONFIG_METHOD_HEAD)))
+        job->decision = STATS_SKIP_METHOD;
+    else if (!r || !r->cache || regex_list_match(site->skip_uri, req->path.data, req->path.len) ||
+             request_param(req, "HTTP_AUTHORIZATION"))
+        job->decision = STATS_SKIP_RULE;
+    else if (has_session_cookie(req, cfg->skip_cookies))
+        job->decision = STATS_SKIP_COOKIE;
+    else if (resp->no_store)
+        job->decision = resp->no_store_reason ? resp->no_store_reason : STATS_SKIP_HANDLER;
+    else if (resp->status != 200)
+        job->decision = STATS_SKIP_STATUS;
+    else if (has_header(resp, "Set-Cookie"))
+        job->decision = STATS_SKIP_COOKIE;
+    else if (req->memc_status && *req->memc_status &&
+             strncmp(last_entry(req->memc_status), "404", 3) != 0)
+        job->decision = STATS_SKIP_NODE_TROUBLE;
+    else if (job->raw_key.len == 0 || job->node < 0)
+        job->decision = STATS_SKIP_KEY_EMPTY;
+    else if (job->esc_key.len > KEY_MAX_ESCAPED)
+        job->decision = STATS_SKIP_KEY_TOO_LONG;
+    job->ttl = pick_ttl(cfg, r, resp);
+    job->flags = 0;
+}
+
+enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job,
+                                 const void *value, size_t vlen, uint64_t *usec)
+{
+    *usec = 0;
+    if (job->decision != STATS_STORED)
+        return (enum stats_counter)job->decision;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    size_t limit = mcwriter_item_limit(w, (size_t)job->node, job->esc_key.len, job->flags);
+    enum stats_counter out;
+    if (limit && vlen > limit) {
+        out = STATS_SKIP_SIZE;
+    } else {
+        enum mcw_result r = mcwriter_set(w, (size_t)job->node, job->esc_key.data,
+                                         job->esc_key.len, value, vlen, job->flags, job->ttl);
+        switch (r) {
+        case MCW_OK: out = STATS_STORED; break;
+        case MCW_TOO_LARGE: out = STATS_FAIL_TOO_LARGE; break;
+        case MCW_TIMEOUT: out = STATS_FAIL_TIMEOUT; break;
+        case MCW_CONNECTION: out = STATS_FAIL_CONNECTION; break;
+        default: out = STATS_FAIL_SERVER; break;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    *usec = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000u + (uint64_t)(b.tv_nsec - a.tv_nsec) / 1000u;
+    return out;
+}

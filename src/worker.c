@@ -1,0 +1,336 @@
+/* worker.c - a worker: accept, route, handle, answer, then store.
+ *
+ * Set-up order after fork (written down because it matters):
+ *   1. signal dispositions: SIGTERM/SIGINT/SIGQUIT raise the stop flag and
+ *      call FCGX_ShutdownPending(); installed without SA_RESTART so a
+ *      blocked accept returns; SIGUSR1 raises the log-reopen flag; SIGPIPE
+ *      is ignored so a vanished nginx gives EPIPE, not death. These are in
+ *      place before FCGX_Init, which then leaves them alone.
+ *   2. die with the master (PR_SET_PDEATHSIG), and check it is still there.
+ *   3. per-process resources: libfcgi request, memcached handles (the
+ *      mcwriter connects lazily, so nothing opened before fork is reused).
+ * Per request, the response is written and the request finished BEFORE the
+ * store, so the client never waits on memcached; everything the store
+ * needs was copied into the store job and the worker's own response
+ * buffers while the params were still valid. */
+#include "config.h"
+
+#include "memfill/worker.h"
+#include "memfill/fcgi.h"
+#include "memfill/key.h"
+#include "memfill/log.h"
+#include "memfill/mcwriter.h"
+#include "memfill/store.h"
+#include "memfill/util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef HAVE_SYS_PRCTL_H
+#include <sys/prctl.h>
+#endif
+
+static volatile sig_atomic_t worker_stop;
+static volatile sig_atomic_t worker_reopen;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    worker_stop = 1;
+    fcgi_shutdown_pending();
+    errno = saved;
+}
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    worker_reopen = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: accept() must return on a stop */
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+struct worker {
+    const struct site *site;
+    const struct config *cfg;
+    struct stats_slot *slot;
+    struct fcgi_conn *conn;
+    struct mcwriter *mc;
+    struct request req;
+    struct response resp;
+    struct route_match match;
+    struct store_job job;
+    struct buf body;
+    struct buf scratch;
+};
+
+/* Total bytes of params, to enforce max_params. */
+static size_t params_size(char **envp)
+{
+    size_t n = 0;
+    for (char **e = envp; e && *e; e++)
+        n += strlen(*e);
+    return n;
+}
+
+static void note_uri(struct worker *w)
+{
+    struct buf *s = &w->scratch;
+    buf_reset(s, 4096);
+    log_escape(s, w->req.request_uri, strlen(w->req.request_uri), STATS_URI_MAX - 8);
+    size_t n = s->len < STATS_URI_MAX - 1 ? s->len : STATS_URI_MAX - 1;
+    memcpy(w->slot->uri, s->data, n);
+    w->slot->uri[n] = '\0';
+}
+
+/* Reads the request body into w->body, or answers 413/400. Returns 0 when
+ * the request can go on. */
+static int read_body(struct worker *w)
+{
+    const char *cl = request_param(&w->req, "CONTENT_LENGTH");
+    uint64_t len = 0;
+    if (!cl || !*cl)
+        return 0;
+    if (util_parse_u64(cl, strlen(cl), UINT64_MAX, &len) < 0) {
+        response_error(&w->resp, 400, "The request has a malformed Content-Length.");
+        return -1;
+    }
+    if (len > w->cfg->max_body) {
+        response_error(&w->resp, 413, "The request body is too large.");
+        /* Drain a little so nginx reads our answer instead of a reset; a
+         * huge body is simply cut off when the connection closes. */
+        fcgi_drain_body(w->conn, 1u << 20);
+        return -1;
+    }
+    if (len > 0 && fcgi_read_body(w->conn, (size_t)len, &w->body) < 0) {
+        response_error(&w->resp, 400, "The request body ended early.");
+        return -1;
+    }
+    w->req.body = w->body.data;
+    w->req.body_len = w->body.len;
+    return 0;
+}
+
+static void count(struct worker *w, enum stats_counter c)
+{
+    w->slot->counters[c]++;
+}
+
+/* Produces the response for the current request; returns the route index
+ * or (size_t)-1. */
+static size_t produce(struct worker *w)
+{
+    if (params_size(w->req.envp) > w->cfg->max_params) {
+        response_error(&w->resp, 400, "The request headers are too large.");
+        count(w, STATS_BAD_REQUEST);
+        return (size_t)-1;
+    }
+    if (!w->req.path_ok) {
+        response_error(&w->resp, 400, "The request target is malformed.");
+        count(w, STATS_BAD_REQUEST);
+        return (size_t)-1;
+    }
+    if (read_body(w) < 0) {
+        count(w, STATS_BAD_REQUEST);
+        return (size_t)-1;
+    }
+    if (router_match(w->site->router, w->req.path.data, w->req.path.len, &w->match) < 0) {
+        response_error(&w->resp, 404, "No route of this site serves this address.");
+        return (size_t)-1;
+    }
+    size_t ri = w->match.route;
+    const struct config_route *r = &w->cfg->routes[ri];
+    if (!(w->req.method_bit & r->methods)) {
+        response_error(&w->resp, 405, "This method is not allowed here.");
+        return ri;
+    }
+    w->site->ops[ri]->handle(w->site->states[ri], &w->req, &w->match, &w->resp);
+    if (r->content_type && w->resp.status == 200) {
+        buf_reset(&w->resp.content_type, 1024);
+        buf_append_str(&w->resp.content_type, r->content_type);
+    }
+    for (char **t = r->tags; t && *t; t++) {
+        if (w->resp.tags.len)
+            buf_append_char(&w->resp.tags, ' ');
+        buf_append_str(&w->resp.tags, *t);
+    }
+    return ri;
+}
+
+static void log_notes(struct worker *w)
+{
+    const struct store_job *j = &w->job;
+    if (!j->key_drift && !j->backend_mismatch && !j->node_drift)
+        return;
+    struct buf *s = &w->scratch;
+    buf_reset(s, 4096);
+    if (j->key_drift) {
+        count(w, STATS_KEY_DRIFT);
+        struct buf own = BUF_INIT;
+        key_pattern_eval(w->site->key, request_param_cb, &w->req, &own);
+        buf_append_str(s, "key drift: nginx sent MEMC_KEY \"");
+        log_escape(s, j->raw_key.data, j->raw_key.len, 200);
+        buf_append_str(s, "\" but cache.key gives \"");
+        log_escape(s, own.data ? own.data : "", own.len, 200);
+        buf_append_str(s, "\"; the nginx config and memfill's disagree");
+        buf_fini(&own);
+        log_warn("%s", s->data);
+        buf_reset(s, 4096);
+    }
+    if (j->backend_mismatch) {
+        count(w, STATS_BACKEND_MISMATCH);
+        buf_append_str(s, "MEMC_BACKEND \"");
+        log_escape(s, w->req.memc_backend, strlen(w->req.memc_backend), 200);
+        buf_append_str(s, "\" names no configured memcached node; not connecting to it, "
+                          "using the computed node");
+        log_warn("%s", s->data);
+        buf_reset(s, 4096);
+    }
+    if (j->node_drift) {
+        count(w, STATS_NODE_DRIFT);
+        buf_append_str(s, "node drift: nginx read key \"");
+        log_escape(s, j->esc_key.data, j->esc_key.len, 200);
+        buf_printf(s, "\" from %s, memfill computes %s; writing where nginx reads",
+                   mcwriter_node_address(w->mc, (size_t)j->node),
+                   nodesel_server(w->site->nodes,
+                                  (size_t)nodesel_pick(w->site->nodes, j->raw_key.data,
+                                                       j->raw_key.len))
+                       ->address);
+        log_warn("%s", s->data);
+    }
+}
+
+static void serve_one(struct worker *w, char **envp)
+{
+    uint64_t t0 = util_now_ms();
+    w->slot->started_ms = t0;
+    w->slot->state = STATS_STATE_BUSY;
+    count(w, STATS_REQUESTS);
+    request_init(&w->req, envp);
+    note_uri(w);
+    size_t route = produce(w);
+    store_prepare(w->site, &w->req, route, &w->resp, &w->job);
+    int head_only = strcmp(w->req.method, "HEAD") == 0;
+    int sent = fcgi_write_response(w->conn, &w->resp, head_only);
+    /* Copy what the access log needs before the params go away. */
+    struct buf *s = &w->scratch;
+    buf_reset(s, 4096);
+    if (w->cfg->access_log) {
+        log_escape(s, w->req.method, strlen(w->req.method), 16);
+        buf_append_char(s, ' ');
+        log_escape(s, w->req.request_uri, strlen(w->req.request_uri), 512);
+    }
+    log_notes(w);
+    fcgi_finish(w->conn);
+
+    w->slot->state = STATS_STATE_STORING;
+    uint64_t usec = 0;
+    enum stats_counter outcome =
+        store_execute(w->mc, &w->job, w->resp.body.data, w->resp.body.len, &usec);
+    count(w, outcome);
+    if (w->job.decision == STATS_STORED && w->job.node >= 0 && w->job.node < STATS_MAX_NODES) {
+        if (outcome == STATS_STORED)
+            w->slot->node_ok[w->job.node]++;
+        else if (outcome != STATS_SKIP_SIZE)
+            w->slot->node_fail[w->job.node]++;
+        w->slot->node_usec[w->job.node] += usec;
+    }
+    if (outcome >= STATS_FAIL_CONNECTION && outcome <= STATS_FAIL_TOO_LARGE)
+        log_warn("store failed on %s: %s", mcwriter_node_address(w->mc, (size_t)w->job.node),
+                 stats_counter_name(outcome));
+    if (w->cfg->access_log) {
+        log_info("access: %s %d %zu %llums %s%s", s->data, w->resp.status, w->resp.body.len,
+                 (unsigned long long)(util_now_ms() - t0), stats_counter_name(outcome),
+                 sent < 0 ? " (client gone)" : "");
+    }
+    request_fini(&w->req);
+    response_reset(&w->resp, 1 << 20);
+    buf_reset(&w->body, 1 << 20);
+    store_job_fini(&w->job);
+    store_job_init(&w->job);
+    w->slot->state = STATS_STATE_IDLE;
+}
+
+void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t slot_index,
+                unsigned max_requests, pid_t master_pid)
+{
+    install_signals();
+#ifdef HAVE_SYS_PRCTL_H
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+#endif
+    if (getppid() != master_pid)
+        _exit(0);
+    log_set_role('W');
+
+    struct worker w;
+    memset(&w, 0, sizeof w);
+    w.site = site;
+    w.cfg = site->cfg;
+    w.slot = stats_slot(st, slot_index);
+    w.slot->pid = getpid();
+    w.slot->born_ms = util_now_ms();
+    w.slot->state = STATS_STATE_STARTING;
+    w.conn = fcgi_conn_new(listen_fd);
+    if (!w.conn) {
+        log_error("cannot initialise libfcgi on the listening socket");
+        _exit(70);
+    }
+    w.mc = mcwriter_new(w.cfg);
+    response_init(&w.resp);
+    route_match_init(&w.match);
+    store_job_init(&w.job);
+
+    unsigned served = 0;
+    while (!worker_stop) {
+        if (worker_reopen) {
+            worker_reopen = 0;
+            if (log_reopen() < 0)
+                log_perr(LOG_ERROR, "cannot reopen the log");
+        }
+        w.slot->state = STATS_STATE_IDLE;
+        char **envp = NULL;
+        int rc = fcgi_accept(w.conn, &envp);
+        if (rc < 0) {
+            if (!worker_stop)
+                log_error("accept failed (%d); worker exits", rc);
+            break;
+        }
+        serve_one(&w, envp);
+        if (max_requests && ++served >= max_requests) {
+            log_info("recycling after %u requests", served);
+            break;
+        }
+    }
+    w.slot->state = STATS_STATE_EXITING;
+    store_job_fini(&w.job);
+    route_match_fini(&w.match);
+    response_fini(&w.resp);
+    buf_fini(&w.body);
+    buf_fini(&w.scratch);
+    mcwriter_free(w.mc);
+    fcgi_conn_free(w.conn);
+    _exit(0);
+}

@@ -1,0 +1,169 @@
+/* testutil.c - data paths, the TSV vector reader and hex/text codecs used
+ * by every Check suite.
+ *
+ * The reader keeps one line in a getline() buffer and splits it in place
+ * on TAB, so fields are views into that buffer: no per-field allocation,
+ * and a row stays valid until the next tu_tsv_next(). Line numbers count
+ * every physical line (the header is line 1), so a failure can point an
+ * editor at the exact row. */
+#include "config.h"
+
+#include "testutil.h"
+
+#include "memfill/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *tu_srcdir(void)
+{
+    const char *s = getenv("top_srcdir");
+    return (s && *s) ? s : ".";
+}
+
+char *tu_path(const char *rel)
+{
+    return xasprintf("%s/%s", tu_srcdir(), rel);
+}
+
+/* Splits s in place on TAB into *v (grown as needed); returns the count. */
+static size_t split_tabs(char *s, char ***v, size_t *cap)
+{
+    size_t n = 0;
+    for (;;) {
+        if (n == *cap) {
+            *cap = *cap ? *cap * 2 : 16;
+            *v = xrealloc(*v, *cap * sizeof **v);
+        }
+        (*v)[n++] = s;
+        char *tab = strchr(s, '\t');
+        if (!tab)
+            return n;
+        *tab = '\0';
+        s = tab + 1;
+    }
+}
+
+static void chomp(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+}
+
+int tu_tsv_open(struct tu_tsv *t, const char *path)
+{
+    memset(t, 0, sizeof *t);
+    t->path = xstrdup(path);
+    t->fp = fopen(path, "r");
+    if (!t->fp) {
+        tu_tsv_close(t);
+        return -1;
+    }
+    if (getline(&t->line, &t->linecap, t->fp) < 0) {
+        tu_tsv_close(t);
+        return -1;
+    }
+    chomp(t->line);
+    t->head = xstrdup(t->line);
+    size_t cap = 0;
+    t->ncols = split_tabs(t->head, &t->cols, &cap);
+    t->lineno = 1;
+    return 0;
+}
+
+int tu_tsv_next(struct tu_tsv *t)
+{
+    if (!t->fp || getline(&t->line, &t->linecap, t->fp) < 0)
+        return 0;
+    t->lineno++;
+    chomp(t->line);
+    t->nfields = split_tabs(t->line, &t->fields, &t->fieldcap);
+    return 1;
+}
+
+int tu_tsv_col(const struct tu_tsv *t, const char *name)
+{
+    for (size_t i = 0; i < t->ncols; i++)
+        if (strcmp(t->cols[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *tu_tsv_get(const struct tu_tsv *t, const char *name)
+{
+    int i = tu_tsv_col(t, name);
+    if (i < 0 || (size_t)i >= t->nfields)
+        return NULL;
+    return t->fields[i];
+}
+
+void tu_tsv_close(struct tu_tsv *t)
+{
+    if (t->fp)
+        fclose(t->fp);
+    free(t->path);
+    free(t->head);
+    free(t->cols);
+    free(t->line);
+    free(t->fields);
+    memset(t, 0, sizeof *t);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int tu_hex_decode(const char *hex, struct buf *out)
+{
+    size_t n = strlen(hex);
+    if (n % 2)
+        return -1;
+    buf_append(out, "", 0); /* NUL-terminated even when nothing follows */
+    buf_reserve(out, n / 2);
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hexval((unsigned char)hex[i]), lo = hexval((unsigned char)hex[i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        buf_append_char(out, (char)(hi << 4 | lo));
+    }
+    return 0;
+}
+
+void tu_hex_encode(const void *p, size_t n, struct buf *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *s = p;
+    buf_append(out, "", 0);
+    buf_reserve(out, 2 * n);
+    for (size_t i = 0; i < n; i++) {
+        buf_append_char(out, digits[s[i] >> 4]);
+        buf_append_char(out, digits[s[i] & 15]);
+    }
+}
+
+int tu_unescape_text(const char *text, struct buf *out)
+{
+    buf_append(out, "", 0);
+    for (size_t i = 0; text[i]; i++) {
+        if (text[i] == '\\' && text[i + 1] == 'x') {
+            /* hexval('\0') is -1, so a short tail is caught here. */
+            int hi = hexval((unsigned char)text[i + 2]);
+            int lo = hi < 0 ? -1 : hexval((unsigned char)text[i + 3]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            buf_append_char(out, (char)(hi << 4 | lo));
+            i += 3;
+        } else {
+            buf_append_char(out, text[i]);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,67 @@
+/* testutil.h - helpers shared by the Check suites: test data paths, a TSV
+ * vector reader that remembers file line numbers, and hex/text codecs for
+ * the vector columns.
+ *
+ * The vectors in tests/vectors/ are tab-separated with one header line;
+ * their key_hex-style columns hold raw bytes in lower-case hex and their
+ * *_text columns show printable ASCII as is and any other byte as \xHH.
+ * Helpers here never call Check themselves: they return an error code and
+ * the test asserts, so a failure message names the test's own file:line. */
+#ifndef MEMFILL_TESTUTIL_H
+#define MEMFILL_TESTUTIL_H
+
+#include <stdio.h>
+
+#include "memfill/buf.h"
+
+/* The source tree's top directory: $top_srcdir (set by make check), else
+ * ".". Returns a borrowed string (from the environment or a literal). */
+const char *tu_srcdir(void);
+/* Returns tu_srcdir() + "/" + rel as a new string; free with free(). */
+char *tu_path(const char *rel);
+
+/* A TSV file being read row by row. Open with tu_tsv_open(), step with
+ * tu_tsv_next(), release with tu_tsv_close(). All pointers it hands out
+ * (path, column names, fields) are borrowed and valid until the next
+ * tu_tsv_next() (fields) or tu_tsv_close() (path, column names). */
+struct tu_tsv {
+    FILE *fp;
+    char *path;      /* as given to tu_tsv_open, for messages */
+    char *head;      /* storage for the header line */
+    char **cols;     /* column names from the header line */
+    size_t ncols;
+    char *line;      /* storage for the current row (getline) */
+    size_t linecap;
+    char **fields;   /* the current row's fields, split on TAB */
+    size_t nfields;
+    size_t fieldcap;
+    unsigned lineno; /* 1-based line number of the current row in the file */
+};
+
+/* Opens path (copied) and reads its header line into cols. Returns 0, or
+ * -1 when the file cannot be opened or is empty (t is then closed). */
+int tu_tsv_open(struct tu_tsv *t, const char *path);
+/* Reads the next row into fields/nfields/lineno. Returns 1 for a row, 0
+ * at end of file. Trailing "\n" and "\r" are removed; an empty line is a
+ * row with a single empty field. */
+int tu_tsv_next(struct tu_tsv *t);
+/* Index of the column called name, or -1. */
+int tu_tsv_col(const struct tu_tsv *t, const char *name);
+/* The current row's field in column name (borrowed), or NULL when there is
+ * no such column or the row is too short. */
+const char *tu_tsv_get(const struct tu_tsv *t, const char *name);
+/* Releases everything; t may be closed twice. */
+void tu_tsv_close(struct tu_tsv *t);
+
+/* Appends the bytes of a hex string (either case, even length) to out.
+ * Returns 0, or -1 for an odd length or a non-hex digit (out may then
+ * hold a prefix of the bytes). "" decodes to no bytes. */
+int tu_hex_decode(const char *hex, struct buf *out);
+/* Appends n bytes as lower-case hex to out (NUL-terminated as any buf). */
+void tu_hex_encode(const void *p, size_t n, struct buf *out);
+/* Appends the bytes of a vector *_text field to out: "\xHH" becomes the
+ * byte 0xHH, every other character is copied. Returns 0, or -1 for a "\x"
+ * not followed by two hex digits. */
+int tu_unescape_text(const char *text, struct buf *out);
+
+#endif
