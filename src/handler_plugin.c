@@ -386,9 +386,8 @@ static int plugin_create(const struct config *cfg, size_t route_index, void **st
                     "bytes; ABI %d needs %zu",
                     route_index, r->plugin, p->size, MEMFILL_PLUGIN_ABI, PLUGIN_MIN_SIZE);
         else
-            err_set(err, cfg->path, line, col,
-                    "routes[%zu].plugin: \"%s\" has no handle function", route_index,
-                    r->plugin);
+            err_set(err, cfg->path, line, col, "routes[%zu].plugin: \"%s\" has no handle function",
+                    route_index, r->plugin);
         dlclose(dl);
         errno = saved_errno;
         return -1;
@@ -410,8 +409,8 @@ static int plugin_create(const struct config *cfg, size_t route_index, void **st
         if (p->init(json, &s->pstate, msg, sizeof msg) != 0) {
             msg[sizeof msg - 1] = '\0';
             clean_message(msg);
-            err_set(err, cfg->path, line, col, "routes[%zu].config: %s: %s", route_index,
-                    s->name, *msg ? msg : "the plugin's init failed");
+            err_set(err, cfg->path, line, col, "routes[%zu].config: %s: %s", route_index, s->name,
+                    *msg ? msg : "the plugin's init failed");
             s->pstate = NULL; /* the contract: free() is not called after a failed init */
             free(s->name);
             free(s);

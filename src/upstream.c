@@ -25,6 +25,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -36,6 +37,15 @@ struct upstream_client {
     pid_t pid; /* process that created curl */
     char errbuf[CURL_ERROR_SIZE];
 };
+
+/* Handles inherited across fork and abandoned in this process. They stay
+ * reachable from here so leak checkers do not report them; they are never
+ * cleaned up (that would touch the parent's connections). */
+struct abandoned {
+    CURL *curl;
+    struct abandoned *next;
+};
+static struct abandoned *abandoned_list;
 
 /* What the callbacks of one fetch share. */
 struct fetch_state {
@@ -105,11 +115,24 @@ struct upstream_client *upstream_client_new(void)
     return xcalloc(1, sizeof(struct upstream_client));
 }
 
+/* Drops c's handle if it was inherited across fork (see the top). */
+static void abandon(struct upstream_client *c)
+{
+    if (!c->curl || c->pid == getpid())
+        return;
+    struct abandoned *a = xmalloc(sizeof *a);
+    a->curl = c->curl;
+    a->next = abandoned_list;
+    abandoned_list = a;
+    c->curl = NULL;
+}
+
 void upstream_client_free(struct upstream_client *c)
 {
     if (!c)
         return;
-    if (c->curl && c->pid == getpid()) {
+    abandon(c);
+    if (c->curl) {
         curl_easy_cleanup(c->curl);
         curl_global_cleanup();
     }
@@ -122,7 +145,7 @@ static int client_ready(struct upstream_client *c)
     pid_t me = getpid();
     if (c->curl && c->pid == me)
         return 0;
-    c->curl = NULL; /* inherited across fork: abandoned, see the top */
+    abandon(c);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return -1;
     c->curl = curl_easy_init();

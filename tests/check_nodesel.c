@@ -414,6 +414,38 @@ START_TEST(test_nodesel_consistent_server_text)
 }
 END_TEST
 
+START_TEST(test_nodesel_consistent_collisions)
+{
+    /* Equal hashes collapse to one point (nginx 1.22 source). A server
+     * listed twice makes every one of its points collide; the first listing
+     * keeps them all (nodesel.h), so the second is never picked. */
+    const struct nodesel_server s[] = {
+        {"127.0.0.1:11211", 1, NULL},
+        {"127.0.0.1:11212", 1, NULL},
+        {"127.0.0.1:11211", 1, NULL},
+    };
+    struct nodesel *ns = new_or_fail(NODESEL_CONSISTENT, s, 3);
+    ck_assert_uint_eq(nodesel_ring_size(ns), 320);
+    size_t count[3] = {0, 0, 0};
+    uint32_t h, prev = 0;
+    for (size_t i = 0; i < nodesel_ring_size(ns); i++) {
+        size_t srv;
+        ck_assert_int_eq(nodesel_ring_point(ns, i, &h, &srv), 0);
+        ck_assert_msg(i == 0 || h > prev, "point %zu not strictly ascending", i);
+        prev = h;
+        count[srv]++;
+    }
+    ck_assert_msg(count[0] == 160 && count[1] == 160 && count[2] == 0, "owners %zu %zu %zu",
+                  count[0], count[1], count[2]);
+    for (int i = 0; i < 500; i++) {
+        char k[16];
+        int len = snprintf(k, sizeof k, "/k%d", i);
+        ck_assert_int_ne(nodesel_pick(ns, k, (size_t)len), 2);
+    }
+    nodesel_free(ns);
+}
+END_TEST
+
 /* ---- hash (modula) ---- */
 
 START_TEST(test_nodesel_hash_m3_vectors)
@@ -803,6 +835,7 @@ Suite *nodesel_suite(void)
     tcase_add_test(tc, test_nodesel_chash_base);
     tcase_add_test(tc, test_nodesel_consistent_unix_ipv6_weight);
     tcase_add_test(tc, test_nodesel_consistent_server_text);
+    tcase_add_test(tc, test_nodesel_consistent_collisions);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("hash");

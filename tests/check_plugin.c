@@ -37,8 +37,8 @@ static void find_plugins(void)
 {
     const char *env = getenv("MEMFILL_TEST_PLUGIN");
     const char *top = getenv("top_builddir");
-    hello_so = env && *env ? xstrdup(env)
-                           : xasprintf("%s/tests/plugins/hello_plugin.so", top ? top : ".");
+    hello_so =
+        env && *env ? xstrdup(env) : xasprintf("%s/tests/plugins/hello_plugin.so", top ? top : ".");
     const char *slash = strrchr(hello_so, '/');
     plugin_dir = slash ? xstrndup(hello_so, (size_t)(slash - hello_so)) : xstrdup(".");
     probe_so = xasprintf("%s/probe_plugin.so", plugin_dir);
@@ -186,8 +186,7 @@ START_TEST(test_plugin_not_an_object)
     /* A folder: dlopen fails with its own words, which reach err. */
     set_route(0, plugin_dir, NULL, NULL);
     ck_assert_int_eq(create(0), -1);
-    ck_assert_msg(util_starts_with(err.text, "routes[0].plugin: cannot load: "), "%s",
-                  err.text);
+    ck_assert_msg(util_starts_with(err.text, "routes[0].plugin: cannot load: "), "%s", err.text);
 }
 END_TEST
 
@@ -196,8 +195,8 @@ START_TEST(test_plugin_bare_name_not_searched)
     /* "libc.so.6" must mean ./libc.so.6, not the system's C library. */
     set_route(0, "libc.so.6", NULL, NULL);
     ck_assert_int_eq(create(0), -1);
-    ck_assert_msg(util_starts_with(err.text, "routes[0].plugin: cannot load: ./libc.so.6"),
-                  "%s", err.text);
+    ck_assert_msg(util_starts_with(err.text, "routes[0].plugin: cannot load: ./libc.so.6"), "%s",
+                  err.text);
 }
 END_TEST
 
@@ -322,8 +321,7 @@ END_TEST
 
 START_TEST(test_plugin_hello_json_escapes)
 {
-    set_route(0, hello_so, "{\"other\":\"greeting\",\"greeting\":\"Gr\\u00fc\\u00DF <b>\"}",
-              NULL);
+    set_route(0, hello_so, "{\"other\":\"greeting\",\"greeting\":\"Gr\\u00fc\\u00DF <b>\"}", NULL);
     create_ok(0);
     get(0, "/x", "/x", NULL);
     ck_assert_str_eq(resp.body.data, "<p>Gr\xc3\xbc\xc3\x9f &lt;b&gt;, /x</p>");
@@ -404,6 +402,7 @@ END_TEST
 
 /*---- the host API, through the probe plugin ----*/
 
+/* clang-format off */
 static const char probe_expected[] =
     "abi=1\n"
     "has_log=1\n"
@@ -454,6 +453,7 @@ static const char probe_expected[] =
     "tag_space=-1\n"
     "tag_ok=0\n"
     "tag_ok2=0\n";
+/* clang-format on */
 
 START_TEST(test_plugin_api)
 {
@@ -486,10 +486,8 @@ START_TEST(test_plugin_api_no_query_no_body)
     create_ok(0);
     char *envp[] = {(char *)"REQUEST_URI=/n", NULL};
     run(0, envp);
-    ck_assert_msg(strstr(resp.body.data, "config={}\nmethod=\npath=/n|2\n"), "%s",
-                  resp.body.data);
-    ck_assert_msg(strstr(resp.body.data, "uri=/n\nquery=\narg_a=(null)\n"), "%s",
-                  resp.body.data);
+    ck_assert_msg(strstr(resp.body.data, "config={}\nmethod=\npath=/n|2\n"), "%s", resp.body.data);
+    ck_assert_msg(strstr(resp.body.data, "uri=/n\nquery=\narg_a=(null)\n"), "%s", resp.body.data);
     ck_assert_msg(strstr(resp.body.data, "cap_slug=(null)\n"), "%s", resp.body.data);
     ck_assert_msg(strstr(resp.body.data, "body=(null)\nbody_len=0\n"), "%s", resp.body.data);
 }

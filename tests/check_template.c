@@ -42,9 +42,9 @@ static char *render_n(const char *src, size_t len, const json_t *partials, const
     err_clear(&err);
     const char *name;
     json_t *text;
-    json_object_foreach((json_t *)partials, name, text) {
-        if (!template_set_add_string(set, name, json_string_value(text),
-                                     json_string_length(text), &err)) {
+    json_object_foreach ((json_t *)partials, name, text) {
+        if (!template_set_add_string(set, name, json_string_value(text), json_string_length(text),
+                                     &err)) {
             err_format(&err, msg, msglen);
             template_set_free(set);
             return NULL;
@@ -79,25 +79,25 @@ static char *render(const char *src, const char *data_json, char *msg, size_t ms
 }
 
 /* Asserts that src renders over data_json to exactly expected. */
-#define ck_render(src, data_json, expected)                                                     \
-    do {                                                                                        \
-        char msg_[512] = "";                                                                    \
-        char *got_ = render((src), (data_json), msg_, sizeof msg_);                             \
-        ck_assert_msg(got_ != NULL, "render of \"%s\" failed: %s", (src), msg_);                \
-        ck_assert_msg(strcmp(got_, (expected)) == 0, "\"%s\" over %s: got \"%s\", want \"%s\"", \
-                      (src), (data_json) ? (data_json) : "NULL", got_, (expected));             \
-        free(got_);                                                                             \
+#define ck_render(src, data_json, expected)                                                        \
+    do {                                                                                           \
+        char msg_[512] = "";                                                                       \
+        char *got_ = render((src), (data_json), msg_, sizeof msg_);                                \
+        ck_assert_msg(got_ != NULL, "render of \"%s\" failed: %s", (src), msg_);                   \
+        ck_assert_msg(strcmp(got_, (expected)) == 0, "\"%s\" over %s: got \"%s\", want \"%s\"",    \
+                      (src), (data_json) ? (data_json) : "NULL", got_, (expected));                \
+        free(got_);                                                                                \
     } while (0)
 
 /* Asserts that compiling src fails with exactly the message expected
  * ("t:line:col: text"). */
-#define ck_compile_error(src, expected)                                                 \
-    do {                                                                                \
-        char msg_[512] = "";                                                            \
-        char *got_ = render((src), NULL, msg_, sizeof msg_);                            \
-        ck_assert_msg(got_ == NULL, "\"%s\" compiled, rendering \"%s\"", (src), got_); \
-        ck_assert_msg(strcmp(msg_, (expected)) == 0, "\"%s\": got '%s', want '%s'",   \
-                      (src), msg_, (expected));                                        \
+#define ck_compile_error(src, expected)                                                            \
+    do {                                                                                           \
+        char msg_[512] = "";                                                                       \
+        char *got_ = render((src), NULL, msg_, sizeof msg_);                                       \
+        ck_assert_msg(got_ == NULL, "\"%s\" compiled, rendering \"%s\"", (src), got_);             \
+        ck_assert_msg(strcmp(msg_, (expected)) == 0, "\"%s\": got '%s', want '%s'", (src), msg_,   \
+                      (expected));                                                                 \
     } while (0)
 
 /*---- Spec cases ----*/
@@ -131,12 +131,12 @@ START_TEST(test_template_spec_case)
                   "spec case %d: needs name, template and expected", _i);
     char msg[512] = "";
     size_t len = 0;
-    char *got = render_n(json_string_value(tmpl), json_string_length(tmpl),
-                         json_object_get(c, "partials"), json_object_get(c, "data"), &len, msg,
-                         sizeof msg);
+    char *got =
+        render_n(json_string_value(tmpl), json_string_length(tmpl), json_object_get(c, "partials"),
+                 json_object_get(c, "data"), &len, msg, sizeof msg);
     ck_assert_msg(got != NULL, "spec case '%s': %s", name, msg);
-    int same = len == json_string_length(expected) &&
-               memcmp(got, json_string_value(expected), len) == 0;
+    int same =
+        len == json_string_length(expected) && memcmp(got, json_string_value(expected), len) == 0;
     if (!same) {
         char *want = json_dumps(expected, JSON_ENCODE_ANY);
         json_t *g = json_stringn(got, len);
@@ -190,6 +190,8 @@ START_TEST(test_template_error_names)
     ck_compile_error("{{#}}{{/}}", "t:1:1: empty tag name");
     ck_compile_error("{{>}}", "t:1:1: empty tag name");
     ck_compile_error("{{a b}}", "t:1:1: tag name 'a b' contains whitespace");
+    ck_compile_error("{{#a}}{{/a b}}", "t:1:7: tag name 'a b' contains whitespace");
+    ck_compile_error("{{> a\tb }}", "t:1:1: tag name 'a\tb' contains whitespace");
     ck_compile_error("{{a..b}}", "t:1:1: invalid name 'a..b'");
     ck_compile_error("{{#.a}}{{/.a}}", "t:1:1: invalid name '.a'");
     ck_compile_error("{{>../etc/x}}", "t:1:1: partial name '../etc/x' is not a valid file name");
@@ -295,14 +297,34 @@ START_TEST(test_template_limit_partial_depth)
 }
 END_TEST
 
+/* The deepest render the limits allow: 100 nested sections in each of 64
+ * nested partials. It must end in the depth error, not a stack overflow. */
+START_TEST(test_template_limit_deepest_render)
+{
+    struct buf src = BUF_INIT;
+    for (int i = 0; i < 100; i++)
+        buf_append_str(&src, "{{#a}}");
+    buf_append_str(&src, "{{>t}}");
+    for (int i = 0; i < 100; i++)
+        buf_append_str(&src, "{{/a}}");
+    json_t *data = json_pack("{s:[b]}", "a", 1);
+    char msg[512] = "";
+    char *got = render_n(src.data, src.len, NULL, data, NULL, msg, sizeof msg);
+    ck_assert_ptr_null(got);
+    ck_assert_str_eq(msg, "t:1:601: partial 't' nested deeper than 64 levels");
+    json_decref(data);
+    buf_fini(&src);
+}
+END_TEST
+
 /* Arbitrary mixes of Mustache syntax must compile or fail cleanly; under
  * ASan/valgrind this catches reads past the end. */
 START_TEST(test_template_limit_hostile_inputs)
 {
     static const char *const pieces[] = {
-        "{{", "}}", "{{{", "}}}", "{{#a}}", "{{/a}}", "{{^a}}", "{{>t}}", "{{>p}}", "{{!",
-        "{{=", "=}}", "{{=<% %>=}}", "<%", "%>", "{{&", "\n", "\r\n", "  ", ".", "a", "\0",
-        "{{.}}", "{{a.b}}", "=", "{", "}",
+        "{{",  "}}",  "{{{", "}}}",         "{{#a}}", "{{/a}}",  "{{^a}}", "{{>t}}", "{{>p}}",
+        "{{!", "{{=", "=}}", "{{=<% %>=}}", "<%",     "%>",      "{{&",    "\n",     "\r\n",
+        "  ",  ".",   "a",   "\0",          "{{.}}",  "{{a.b}}", "=",      "{",      "}",
     };
     json_t *data = json_loads("{\"a\":[1,{\"b\":\"<x>\"}],\"b\":true}", 0, NULL);
     json_t *partials = json_pack("{s:s}", "p", "{{#a}}\n  {{.}}\n{{/a}}\n");
@@ -317,8 +339,8 @@ START_TEST(test_template_limit_hostile_inputs)
         }
         seed = seed * 1103515245u + 12345u;
         char msg[512];
-        char *out = render_n(src.data ? src.data : "", src.len, partials, data, NULL, msg,
-                             sizeof msg);
+        char *out =
+            render_n(src.data ? src.data : "", src.len, partials, data, NULL, msg, sizeof msg);
         free(out);
         buf_fini(&src);
     }
@@ -348,8 +370,8 @@ START_TEST(test_template_numbers)
               "{\"a\":0,\"b\":-5,\"c\":9007199254740993,\"d\":-9223372036854775808}",
               "0 -5 9007199254740993 -9223372036854775808");
     /* Reals: the shortest text that reads back as the same double. */
-    ck_render("{{a}} {{b}} {{c}} {{d}} {{e}}", "{\"a\":1.5,\"b\":0.1,\"c\":1.210,\"d\":-2.5,\"e\":0.0}",
-              "1.5 0.1 1.21 -2.5 0");
+    ck_render("{{a}} {{b}} {{c}} {{d}} {{e}}",
+              "{\"a\":1.5,\"b\":0.1,\"c\":1.210,\"d\":-2.5,\"e\":0.0}", "1.5 0.1 1.21 -2.5 0");
     ck_render("{{a}} {{b}} {{c}}", "{\"a\":1.0,\"b\":100.0,\"c\":123456789.125}",
               "1 100 123456789.125");
     ck_render("{{a}} {{b}} {{c}} {{d}}", "{\"a\":1e21,\"b\":1e20,\"c\":1.5e-7,\"d\":0.000001}",
@@ -369,8 +391,7 @@ START_TEST(test_template_truthiness)
      * reference semantics; JavaScript's "" and 0 would be falsey). */
     ck_render("{{#s}}S[{{.}}]{{/s}}{{#n}}N[{{.}}]{{/n}}{{#o}}O{{/o}}{{#t}}T[{{.}}]{{/t}}",
               "{\"s\":\"\",\"n\":0,\"o\":{},\"t\":true}", "S[]N[0]OT[true]");
-    ck_render("{{^s}}no{{/s}}{{^n}}no{{/n}}{{^o}}no{{/o}}.", "{\"s\":\"\",\"n\":0,\"o\":{}}",
-              ".");
+    ck_render("{{^s}}no{{/s}}{{^n}}no{{/n}}{{^o}}no{{/o}}.", "{\"s\":\"\",\"n\":0,\"o\":{}}", ".");
 }
 END_TEST
 
@@ -603,6 +624,7 @@ Suite *template_suite(void)
     tc = tcase_create("Limits");
     tcase_add_test(tc, test_template_limit_nesting);
     tcase_add_test(tc, test_template_limit_partial_depth);
+    tcase_add_test(tc, test_template_limit_deepest_render);
     tcase_add_test(tc, test_template_limit_hostile_inputs);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);

@@ -188,9 +188,9 @@ struct memfill_host_api {
 /* Non-zero when the running memfill offers host function member (a member
  * name of struct memfill_host_api). Needed only for members appended after
  * the plugin's oldest supported memfill; every member above is in ABI 1. */
-#define MEMFILL_HOST_HAS(api, member)                                                         \
-    ((api)->size >= offsetof(struct memfill_host_api, member) +                               \
-                        sizeof(((struct memfill_host_api *)0)->member))
+#define MEMFILL_HOST_HAS(api, member)                                                              \
+    ((api)->size >=                                                                                \
+     offsetof(struct memfill_host_api, member) + sizeof(((struct memfill_host_api *)0)->member))
 
 /* What a plugin exports. */
 struct memfill_plugin {
@@ -218,7 +218,8 @@ struct memfill_plugin {
      * returns 0. A non-zero return replaces whatever resp holds with a 500
      * error page that is not stored. state is the one init() made (NULL
      * without init). The handles and every string from them are valid only
-     * until handle() returns. */
+     * until handle() returns. A request whose target cannot be normalised
+     * is answered 400 by memfill without calling handle(). */
     int (*handle)(void *state, const struct memfill_request *req, struct memfill_response *resp);
 
     /* Optional. Frees state (which may be NULL) when the route's site is

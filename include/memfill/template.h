@@ -5,7 +5,17 @@
  * {{.}}, sections over lists, objects and truthy values, inverted sections,
  * comments, partials with standalone indentation, set delimiters, and the
  * standalone-line whitespace rules. Rendering never does I/O: partials are
- * loaded and compiled when the template that names them is compiled. */
+ * loaded and compiled when the template that names them is compiled.
+ *
+ * Where the spec leaves the choice to the host language, JSON values behave
+ * like this: false, null, a missing name and [] are falsey; "", 0 and {} are
+ * truthy. {{x}} escapes & < > and " only (as the spec's tests); strings print
+ * as they are, integers in decimal, reals in the shortest form that reads
+ * back as the same double, laid out as JavaScript does (1.5, 0.1, 1, 1e+21),
+ * true and false as words, and null, objects and arrays as nothing.
+ * Templates and values may hold NUL bytes. Limits: sections nest at most 100
+ * deep in one template (compile error), partials at most 64 deep (render
+ * error). */
 #ifndef MEMFILL_TEMPLATE_H
 #define MEMFILL_TEMPLATE_H
 
@@ -19,27 +29,37 @@ struct template;
 /* A set of compiled templates sharing one partials folder. */
 struct template_set;
 
-/* Returns a new, empty set (free with template_set_free()). Partials named
- * {{>name}} are read from partials_dir/name.mustache; partials_dir may be
- * NULL (then every partial renders as empty, as the spec says for a
- * missing one). */
+/* Returns a new, empty set (free with template_set_free()); partials_dir is
+ * copied. Partials named {{>name}} are read from partials_dir/name.mustache
+ * (name may hold '/' but no ".." part and no leading '/'); partials_dir may
+ * be NULL (then only templates added by name are found). A partial that is
+ * neither added by name nor a file renders as empty, as the spec says. */
 struct template_set *template_set_new(const char *partials_dir);
+/* Frees the set and every template in it; set may be NULL. */
 void template_set_free(struct template_set *set);
 
 /* Reads and compiles the template file at path (and, recursively, every
  * partial it names). Returns a borrowed pointer valid until the set is
  * freed, or NULL with err set ("file:line:col: message") on a read or
- * syntax error. Loading the same path twice returns the same template. */
+ * syntax error, in the template or in a partial file (err then names that
+ * file); a partial file that does not exist is not an error. Each partial
+ * file is read once per set. Loading the same path twice returns the same
+ * template. err may be NULL. */
 const struct template *template_set_load(struct template_set *set, const char *path,
                                          struct err *err);
-/* Compiles src (len bytes) under the given name (used in error messages
- * and as a partial name). Same ownership and errors as template_set_load. */
+/* Compiles src (len bytes, NUL bytes allowed) under the given name (used in
+ * error messages and as a partial name: every {{>name}} in the set, compiled
+ * before or after, finds it when rendering; adding a name again makes it
+ * name the new template).
+ * Partials it names are loaded from the partials folder as in
+ * template_set_load. Same ownership and errors as template_set_load. */
 const struct template *template_set_add_string(struct template_set *set, const char *name,
                                                const char *src, size_t len, struct err *err);
 
-/* Renders t over data (any JSON value; NULL means an empty object) and
- * appends to out. Returns 0, or -1 with err set when partial recursion is
- * deeper than 64 levels. */
+/* Renders t over data (any JSON value, borrowed; NULL means an empty
+ * object) and appends to out, which stays NUL-terminated. Returns 0, or -1
+ * with err set ("file:line:col" of the partial tag) when partials nest more
+ * than 64 deep; out then holds a partial result. */
 int template_render(const struct template *t, const json_t *data, struct buf *out,
                     struct err *err);
 

@@ -70,10 +70,13 @@ class Stack:
         self.procs = []  # (name, Popen)
         self.deadline = time.monotonic() + deadline
         signal.signal(signal.SIGALRM, self._watchdog)
+        signal.signal(signal.SIGTERM, self._watchdog)
+        signal.signal(signal.SIGINT, self._watchdog)
         signal.alarm(deadline)
 
     def _watchdog(self, signum, frame):
-        print("FAIL: watchdog: the test ran out of time", flush=True)
+        print("FAIL: watchdog: the test ran out of time" if signum == signal.SIGALRM
+              else f"FAIL: stopped by signal {signum}", flush=True)
         self.stop_all()
         os._exit(1)
 
@@ -263,7 +266,10 @@ class Memcached:
         return self.f.readline()
 
     def get(self, key):
-        """Returns (value, flags) or None."""
+        """Returns (value, flags) or None. Keys memcached cannot hold (over
+        250 bytes) are not asked for: they cannot exist."""
+        if len(key) > 250:
+            return None
         self.s.sendall(b"get " + key + b"\r\n")
         line = self.f.readline()
         if line.startswith(b"END"):

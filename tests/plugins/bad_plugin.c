@@ -10,8 +10,7 @@
 
 #ifdef BAD_PLUGIN_ABI
 
-static int bad_handle(void *state, const struct memfill_request *req,
-                      struct memfill_response *resp)
+static int bad_handle(void *state, const struct memfill_request *req, struct memfill_response *resp)
 {
     (void)state;
     (void)req;

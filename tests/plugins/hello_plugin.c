@@ -123,7 +123,9 @@ static char *json_string(const char *v)
         c = *v++;
         unsigned cp, lo;
         switch (c) {
-        case '"': case '\\': case '/': out[n++] = c; break;
+        case '"':
+        case '\\':
+        case '/': out[n++] = c; break;
         case 'b': out[n++] = '\b'; break;
         case 'f': out[n++] = '\f'; break;
         case 'n': out[n++] = '\n'; break;
@@ -144,8 +146,7 @@ static char *json_string(const char *v)
             }
             n += put_utf8(out + n, cp);
             break;
-        default:
-            goto bad;
+        default: goto bad;
         }
     }
     out[n] = '\0';

@@ -53,8 +53,7 @@ static void put_int(struct memfill_response *resp, const char *what, long value)
 
 /* Reports a string returned with a length: "value|len", checking the
  * promised NUL terminator. */
-static void put_len(struct memfill_response *resp, const char *what, const char *value,
-                    size_t len)
+static void put_len(struct memfill_response *resp, const char *what, const char *value, size_t len)
 {
     char line[512];
     if (!value)
