@@ -12,6 +12,7 @@
 
 #include "memfill/config.h"
 #include "memfill/buf.h"
+#include "memfill/cidr.h"
 #include "memfill/jsonpos.h"
 #include "memfill/util.h"
 
@@ -96,7 +97,7 @@ static const struct config_key cache_keys[] = {
 };
 
 static const struct config_key admin_keys[] = {
-    {"status_path", T_STRING, C(status_path), 0, 0, 0, "/memfill-status", NULL},
+    {"listen", T_STRING, C(admin_listen), 0, 0, 0, NULL, NULL},
     {"token", T_STRING, C(admin_token), 0, 0, 0, NULL, NULL},
     {"allow", T_STRLIST, C(admin_allow), 0, 0, 0, NULL, NULL},
     END_KEYS,
@@ -587,8 +588,20 @@ static int check_relations(struct loader *ld, struct config *cfg)
                     cfg->max_ttl);
     if (cfg->gzip_flag & (cfg->gzip_flag - 1))
         return fail(ld, "cache.gzip_flag", 0, "expected a single flag bit (1, 2, 4, ...)");
-    if (cfg->status_path && cfg->status_path[0] != '/')
-        return fail(ld, "admin.status_path", 0, "expected a path starting with '/'");
+    if (!cfg->admin_allow[0]) {
+        /* Default allow-list: loopback only. */
+        free(cfg->admin_allow);
+        cfg->admin_allow = xcalloc(3, sizeof *cfg->admin_allow);
+        cfg->admin_allow[0] = xstrdup("127.0.0.1/8");
+        cfg->admin_allow[1] = xstrdup("::1/128");
+    }
+    for (size_t i = 0; cfg->admin_allow[i]; i++) {
+        if (cidr_parse(cfg->admin_allow[i], NULL) < 0) {
+            char p[64];
+            snprintf(p, sizeof p, "admin.allow[%zu]", i);
+            return fail(ld, p, 0, "expected an address or CIDR such as \"10.0.0.0/8\"");
+        }
+    }
     if (!(ld->flags & CONFIG_ALLOW_NO_ROUTES) && cfg->nroutes == 0)
         return fail(ld, "", 0, "routes: expected at least one route");
     if (cfg->listen_mode && (!cfg->listen || !util_starts_with(cfg->listen, "unix:")))

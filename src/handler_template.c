@@ -2,15 +2,27 @@
  *
  * The template (and its partials) is compiled when the site is built, so a
  * syntax error fails `memfill -t` and a reload, and workers never parse
- * templates. Data comes from a JSON file chosen by the route's captures
- * (data/treks/{slug}.json): a missing file is a 404 and a broken one a 500
- * with the file and position logged; neither is stored. A route without
- * data renders over the request's own variables (path, query). */
+ * templates. Data comes from one of:
+ *   - "data": a JSON file chosen by the route's captures
+ *     (data/treks/{slug}.json; a capture holding '/', ".." or NUL names no
+ *     file). A missing file is a 404, a broken one a 500 with
+ *     file:line:col logged.
+ *   - "data_url": an http(s) URL pattern (http://api/treks/{slug}) whose
+ *     captures are percent-encoded (everything but A-Z a-z 0-9 - . _ ~),
+ *     fetched with the upstream client: one per worker, made on the first
+ *     request, so its kept-alive connection is never shared across fork.
+ *     The origin's 404 (or 410) is a 404; a connection failure, a timeout
+ *     or any other status is a 502; a body that is not JSON is a 500 with
+ *     URL:line:col logged.
+ * None of those error pages is stored. A route without data renders over
+ * the request's own variables (path, query, captures). */
 #include "config.h"
 
 #include "memfill/handler.h"
 #include "memfill/log.h"
+#include "memfill/stats.h"
 #include "memfill/template.h"
+#include "memfill/upstream.h"
 #include "memfill/util.h"
 
 #include <jansson.h>
@@ -18,11 +30,18 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Data documents above this are refused (502). */
+#define TEMPLATE_MAX_DATA (16UL << 20)
+
 struct template_state {
     struct template_set *set;
     const struct template *tpl;
     const char *data;     /* file pattern, borrowed from the config */
     const char *data_url; /* URL pattern (fetched by the upstream client) */
+    unsigned connect_timeout_ms;
+    unsigned timeout_ms;
+    struct upstream_client *client; /* NULL until the first data_url fetch */
+    struct upstream_resp ures;      /* reused from request to request */
 };
 
 static char *folder_of(const char *path)
@@ -50,8 +69,20 @@ static int template_create(const struct config *cfg, size_t route_index, void **
         free(s);
         return -1;
     }
+    if (r->data_url && !util_starts_with(r->data_url, "http://") &&
+        !util_starts_with(r->data_url, "https://")) {
+        err_set(err, cfg->path, r->pos.line, r->pos.col,
+                "routes[%zu].data_url: expected an http:// or https:// URL pattern",
+                route_index);
+        template_set_free(s->set);
+        free(s);
+        return -1;
+    }
     s->data = r->data;
     s->data_url = r->data_url;
+    s->connect_timeout_ms = r->connect_timeout_ms;
+    s->timeout_ms = r->timeout_ms;
+    upstream_resp_init(&s->ures);
     *state = s;
     return 0;
 }
@@ -68,9 +99,105 @@ static json_t *request_data(const struct request *req, const struct route_match 
     return o;
 }
 
-static json_t *load_data(const struct template_state *s, const struct request *req,
+/* Appends pattern to out with every "{name}" replaced by the capture's
+ * value, percent-encoded. Returns 0, or -1 when a name has no capture. */
+static int expand_url(const struct route_match *m, const char *pattern, struct buf *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const char *p = pattern;
+    while (*p) {
+        const char *open = strchr(p, '{');
+        const char *close = open ? strchr(open, '}') : NULL;
+        if (!close) {
+            buf_append_str(out, p);
+            break;
+        }
+        buf_append(out, p, (size_t)(open - p));
+        char name[64];
+        size_t nl = (size_t)(close - open - 1);
+        if (nl == 0 || nl >= sizeof name)
+            return -1;
+        memcpy(name, open + 1, nl);
+        name[nl] = '\0';
+        size_t vl;
+        const char *v = route_match_get(m, name, &vl);
+        if (!v)
+            return -1;
+        for (size_t i = 0; i < vl; i++) {
+            unsigned char c = (unsigned char)v[i];
+            if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                c == '-' || c == '.' || c == '_' || c == '~') {
+                buf_append_char(out, (char)c);
+            } else {
+                char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+                buf_append(out, esc, 3);
+            }
+        }
+        p = close + 1;
+    }
+    if (!out->data)
+        buf_append(out, "", 0);
+    return 0;
+}
+
+/* Fetches the data document from the route's data_url. */
+static json_t *fetch_data(struct template_state *s, const struct route_match *m,
+                          struct response *resp)
+{
+    struct buf url = BUF_INIT, esc = BUF_INIT;
+    json_t *data = NULL;
+    if (expand_url(m, s->data_url, &url) < 0) {
+        response_error(resp, 404, "The requested page was not found.");
+        goto out;
+    }
+    log_escape(&esc, url.data, url.len, 512);
+    if (!s->client)
+        s->client = upstream_client_new();
+    static const char *const headers[] = {"Accept: application/json", NULL};
+    struct upstream_req ureq = {
+        .method = "GET",
+        .url = url.data,
+        .headers = headers,
+        .connect_timeout_ms = s->connect_timeout_ms,
+        .timeout_ms = s->timeout_ms,
+        .max_bytes = TEMPLATE_MAX_DATA,
+    };
+    struct err e;
+    err_clear(&e);
+    if (upstream_fetch(s->client, &ureq, &s->ures, &e) < 0) {
+        log_error("data_url %s: %s", esc.data, e.text);
+        response_error(resp, 502, "The page data could not be fetched; the error is logged.");
+        goto out;
+    }
+    int st = s->ures.status;
+    if (st == 404 || st == 410) {
+        response_error(resp, 404, "The requested page was not found.");
+        goto out;
+    }
+    if (st != 200) {
+        log_error("data_url %s: the origin answered status %d", esc.data, st);
+        response_error(resp, 502, "The page data could not be fetched; the error is logged.");
+        goto out;
+    }
+    json_error_t je;
+    data = json_loadb(s->ures.body.data ? s->ures.body.data : "", s->ures.body.len,
+                      JSON_REJECT_DUPLICATES, &je);
+    if (!data) {
+        log_error("data_url %s:%d:%d: %s", esc.data, je.line, je.column, je.text);
+        response_error(resp, 500, "The page data is broken; the error is logged.");
+    }
+out:
+    upstream_resp_reset(&s->ures, 1 << 20);
+    buf_fini(&esc);
+    buf_fini(&url);
+    return data;
+}
+
+static json_t *load_data(struct template_state *s, const struct request *req,
                          const struct route_match *m, struct response *resp)
 {
+    if (s->data_url)
+        return fetch_data(s, m, resp);
     if (!s->data)
         return request_data(req, m);
     struct buf path = BUF_INIT;
@@ -107,6 +234,7 @@ static void template_handle(void *state, const struct request *req, const struct
     json_t *data = load_data(s, req, m, resp);
     if (!data) {
         resp->no_store = 1;
+        resp->no_store_reason = STATS_SKIP_HANDLER;
         return;
     }
     struct err e;
@@ -115,6 +243,7 @@ static void template_handle(void *state, const struct request *req, const struct
         log_error("render failed: %s", e.text);
         response_error(resp, 500, "The page could not be rendered; the error is logged.");
         resp->no_store = 1;
+        resp->no_store_reason = STATS_SKIP_HANDLER;
     } else {
         buf_append_str(&resp->content_type, "text/html; charset=utf-8");
     }
@@ -127,6 +256,8 @@ static void template_destroy(void *state)
     if (!s)
         return;
     template_set_free(s->set);
+    upstream_client_free(s->client);
+    upstream_resp_fini(&s->ures);
     free(s);
 }
 

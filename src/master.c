@@ -23,6 +23,7 @@
 #include "memfill/master.h"
 #include "memfill/log.h"
 #include "memfill/stats.h"
+#include "memfill/statusd.h"
 #include "memfill/util.h"
 #include "memfill/worker.h"
 
@@ -64,6 +65,8 @@ struct master {
     int storm;
     int stopping;            /* 0, 1 graceful, 2 immediate */
     uint64_t stop_deadline_ms;
+    struct statusd *statusd; /* admin.listen, served here so it answers under load */
+    unsigned long max_active_reached;
 };
 
 static unsigned jitter(unsigned max_requests)
@@ -100,8 +103,11 @@ static int spawn(struct master *m)
         log_perr(LOG_ERROR, "fork failed");
         return -1;
     }
-    if (pid == 0)
+    if (pid == 0) {
+        if (m->statusd)
+            close(statusd_fd(m->statusd));
         worker_run(m->site, m->listen_fd, m->stats, slot, limit, m->pid);
+    }
     m->children[slot].pid = pid;
     m->children[slot].generation = m->generation;
     m->children[slot].born_ms = util_now_ms();
@@ -309,9 +315,18 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
 
     log_info("memfill %s: master %ld starting %u workers", PACKAGE_VERSION, (long)m.pid,
              site->cfg->workers);
+    if (site->cfg->admin_listen) {
+        struct err e;
+        err_clear(&e);
+        m.statusd = statusd_new(site->cfg->admin_listen, &e);
+        if (!m.statusd)
+            log_error("%s; the status endpoint is off", e.text);
+    }
     respawn(&m);
     for (;;) {
-        struct timespec tick = {0, TICK_MS * 1000000L};
+        /* A shorter tick while the status listener is open: status requests
+         * are answered from this loop. */
+        struct timespec tick = {0, (m.statusd ? 50 : TICK_MS) * 1000000L};
         siginfo_t info;
         int sig = sigtimedwait(&set, &info, &tick);
         reap(&m);
@@ -336,7 +351,17 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
         }
         enforce_timeouts(&m);
         respawn(&m);
+        if (m.statusd) {
+            unsigned busy = status_count_state(m.stats, STATS_STATE_BUSY) +
+                            status_count_state(m.stats, STATS_STATE_STORING);
+            if (busy >= m.site->cfg->workers)
+                m.max_active_reached++;
+            struct status_info si = {m.pid, m.site->cfg, m.listen_fd, m.generation,
+                                     m.max_active_reached};
+            statusd_serve(m.statusd, m.stats, &si);
+        }
     }
+    statusd_free(m.statusd);
     log_info("master %ld stopped", (long)m.pid);
     free(m.children);
     stats_free(m.stats);

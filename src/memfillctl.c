@@ -14,6 +14,10 @@
 #include "memfill/key.h"
 #include "memfill/log.h"
 #include "memfill/nginxconf.h"
+#include "memfill/purge.h"
+#include "memfill/request.h"
+#include "memfill/statusd.h"
+#include "memfill/urlreq.h"
 #include "memfill/site.h"
 #include "memfill/template.h"
 #include "memfill/util.h"
@@ -35,7 +39,10 @@ static void usage(FILE *out)
             "  nginx-conf [--listen ADDR] [--server-name NAME] [--fastcgi ADDR]\n"
             "                                   print the nginx config matching memfill's\n"
             "  render TEMPLATE [DATA.json] [--partials DIR]\n"
-            "                                   render a template offline to stdout\n");
+            "                                   render a template offline to stdout\n"
+            "  purge URI... | --key KEY... | --tag TAG...\n"
+            "                                   delete pages on the nodes nginx reads\n"
+            "  stats [--prometheus]             the running server's status (admin.listen)\n");
 }
 
 static struct config *load_config(void)
@@ -240,7 +247,10 @@ static int cmd_render(int argc, char **argv)
         json_error_t je;
         json = json_load_file(data, JSON_REJECT_DUPLICATES, &je);
         if (!json) {
-            fprintf(stderr, "%s:%d:%d: %s\n", data, je.line, je.column, je.text);
+            if (je.line > 0) /* a parse error; else the file could not be read */
+                fprintf(stderr, "%s:%d:%d: %s\n", data, je.line, je.column, je.text);
+            else
+                fprintf(stderr, "memfillctl: render: %s\n", je.text);
             template_set_free(set);
             return EX_DATAERR;
         }
@@ -255,6 +265,118 @@ static int cmd_render(int argc, char **argv)
     json_decref(json);
     template_set_free(set);
     return rc < 0 ? EX_DATAERR : 0;
+}
+
+/* ---- purge ---- */
+
+static int cmd_purge(int argc, char **argv)
+{
+    enum { BY_URI, BY_KEY, BY_TAG } mode = BY_URI;
+    int first = 1;
+    if (first < argc && strcmp(argv[first], "--key") == 0) {
+        mode = BY_KEY;
+        first++;
+    } else if (first < argc && strcmp(argv[first], "--tag") == 0) {
+        mode = BY_TAG;
+        first++;
+    }
+    if (first >= argc) {
+        fprintf(stderr, "memfillctl: purge: expected URI..., --key KEY... or --tag TAG...\n");
+        return EX_USAGE;
+    }
+    struct config *cfg = load_config();
+    if (!cfg)
+        return EX_CONFIG;
+    struct err e;
+    err_clear(&e);
+    struct nodesel *sel = site_nodesel_new(cfg, &e);
+    struct key_pattern *pat = sel ? key_pattern_compile(cfg->key, &e) : NULL;
+    if (!pat) {
+        fprintf(stderr, "memfillctl: purge: %s\n", e.text);
+        nodesel_free(sel);
+        config_free(cfg);
+        return EX_CONFIG;
+    }
+    struct mcwriter *mc = mcwriter_new(cfg);
+    int rc = 0;
+    for (int i = first; i < argc; i++) {
+        const char *arg = argv[i];
+        if (mode == BY_TAG) {
+            long n = purge_tag(mc, nodesel_count(sel), arg, strlen(arg));
+            if (n < 0) {
+                fprintf(stderr, "memfillctl: purge: tag \"%s\": %s\n", arg,
+                        purge_tag_valid(arg, strlen(arg)) ? "a memcached node failed"
+                                                          : "not a valid tag");
+                rc = 1;
+            } else {
+                printf("tag %s\t%ld purged\n", arg, n);
+            }
+            continue;
+        }
+        struct buf raw = BUF_INIT;
+        if (mode == BY_KEY) {
+            buf_append_str(&raw, arg);
+        } else {
+            struct urlreq u;
+            if (urlreq_build(&u, "GET", arg, &e) < 0) {
+                fprintf(stderr, "memfillctl: purge: %s\n", e.text);
+                err_clear(&e);
+                rc = 1;
+                continue;
+            }
+            struct request req;
+            request_init(&req, u.envp);
+            key_pattern_eval(pat, request_param_cb, &req, &raw);
+            request_fini(&req);
+            urlreq_fini(&u);
+        }
+        int r = purge_key(mc, sel, raw.data ? raw.data : "", raw.len);
+        struct buf esc = BUF_INIT;
+        key_escape(raw.data ? raw.data : "", raw.len, &esc);
+        printf("%s\t%s\n", esc.data ? esc.data : "",
+               r > 0 ? "purged" : r == 0 ? "not cached" : "failed");
+        if (r < 0)
+            rc = 1;
+        buf_fini(&esc);
+        buf_fini(&raw);
+    }
+    mcwriter_free(mc);
+    key_pattern_free(pat);
+    nodesel_free(sel);
+    config_free(cfg);
+    return rc;
+}
+
+/* ---- stats ---- */
+
+static int cmd_stats(int argc, char **argv)
+{
+    int prom = argc > 1 && strcmp(argv[1], "--prometheus") == 0;
+    struct config *cfg = load_config();
+    if (!cfg)
+        return EX_CONFIG;
+    if (!cfg->admin_listen) {
+        fprintf(stderr, "memfillctl: stats: the config has no admin.listen\n");
+        config_free(cfg);
+        return EX_CONFIG;
+    }
+    struct buf out = BUF_INIT;
+    struct err e;
+    err_clear(&e);
+    int status = admin_client_get(cfg->admin_listen, prom ? "/metrics" : "/status",
+                                  cfg->admin_token, &out, &e);
+    if (status != 200) {
+        fprintf(stderr, "memfillctl: stats: %s\n",
+                status < 0 ? e.text : status == 403 ? "refused (admin.token/admin.allow)"
+                                                    : "unexpected answer");
+        buf_fini(&out);
+        config_free(cfg);
+        return 1;
+    }
+    fwrite(out.data, 1, out.len, stdout);
+    buf_fini(&out);
+    config_free(cfg);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -295,6 +417,10 @@ int main(int argc, char **argv)
         return cmd_nginx_conf(sub_argc, sub_argv);
     if (strcmp(cmd, "render") == 0)
         return cmd_render(sub_argc, sub_argv);
+    if (strcmp(cmd, "purge") == 0)
+        return cmd_purge(sub_argc, sub_argv);
+    if (strcmp(cmd, "stats") == 0)
+        return cmd_stats(sub_argc, sub_argv);
     fprintf(stderr, "memfillctl: unknown command \"%s\"\n", cmd);
     usage(stderr);
     return EX_USAGE;

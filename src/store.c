@@ -7,7 +7,10 @@
  * stored under the ESCAPED key. When nginx tells us the node it read
  * (MEMC_BACKEND) we write there, since that is where it will read again;
  * a MEMC_BACKEND naming no configured node is never connected to. The
- * order of the checks fixes which reason is counted when several apply. */
+ * order of the checks fixes which reason is counted when several apply.
+ * With cache.gzip_flag the value is stored gzip-compressed with that flag
+ * bit set (nginx's memcached_gzip_flag); the miss itself is answered
+ * identity, and the item size limit applies to the compressed size. */
 #include "config.h"
 
 #include "memfill/store.h"
@@ -16,6 +19,7 @@
 
 #include <string.h>
 #include <time.h>
+#include <zlib.h>
 
 void store_job_init(struct store_job *job)
 {
@@ -143,27 +147,75 @@ void store_prepare(const struct site *site, const struct request *req, size_t ro
         job->decision = STATS_SKIP_STATUS;
     else if (has_header(resp, "Set-Cookie"))
         job->decision = STATS_SKIP_COOKIE;
-    else if (req->memc_status && *req->memc_status &&
-             strncmp(last_entry(req->memc_status), "404", 3) != 0)
-        job->decision = STATS_SKIP_NODE_TROUBLE;
     else if (job->raw_key.len == 0 || job->node < 0)
         job->decision = STATS_SKIP_KEY_EMPTY;
     else if (job->esc_key.len > KEY_MAX_ESCAPED)
-        job->decision = STATS_SKIP_KEY_TOO_LONG;
+        job->decision = STATS_SKIP_KEY_TOO_LONG; /* nginx got a 502 for it too */
+    else if (req->memc_status && *req->memc_status &&
+             strncmp(last_entry(req->memc_status), "404", 3) != 0)
+        job->decision = STATS_SKIP_NODE_TROUBLE;
     job->ttl = pick_ttl(cfg, r, resp);
     job->flags = 0;
+    job->gzip = 0;
+    /* memcached_gzip_flag makes nginx label a hit "Content-Encoding: gzip"
+     * (and gunzip decodes it for clients that cannot take gzip). */
+    if (cfg->gzip_flag && !(r && r->srcache)) {
+        job->flags = cfg->gzip_flag;
+        job->gzip = 1;
+    }
+}
+
+int store_gzip(const void *data, size_t len, struct buf *out)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+        Z_OK)
+        return -1;
+    z.next_in = (Bytef *)(uintptr_t)data;
+    int rc;
+    do {
+        /* one pass reads at most UINT_MAX bytes of input */
+        size_t chunk = len - (size_t)((const char *)z.next_in - (const char *)data);
+        z.avail_in = chunk > UINT32_MAX ? UINT32_MAX : (uInt)chunk;
+        int flush = chunk > UINT32_MAX ? Z_NO_FLUSH : Z_FINISH;
+        uLong bound = deflateBound(&z, z.avail_in);
+        buf_reserve(out, bound);
+        z.next_out = (Bytef *)out->data + out->len;
+        z.avail_out = (uInt)(out->cap - out->len - 1 > UINT32_MAX ? UINT32_MAX
+                                                                   : out->cap - out->len - 1);
+        size_t before = z.avail_out;
+        rc = deflate(&z, flush);
+        out->len += before - z.avail_out;
+        if (rc == Z_STREAM_ERROR)
+            break;
+    } while (rc != Z_STREAM_END);
+    deflateEnd(&z);
+    if (out->data)
+        out->data[out->len] = '\0';
+    return rc == Z_STREAM_END ? 0 : -1;
 }
 
 enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job,
-                                 const void *value, size_t vlen, uint64_t *usec)
+                                 const void *value, size_t vlen, struct buf *gz,
+                                 uint64_t *usec)
 {
     *usec = 0;
     if (job->decision != STATS_STORED)
         return (enum stats_counter)job->decision;
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    size_t limit = mcwriter_item_limit(w, (size_t)job->node, job->esc_key.len, job->flags);
     enum stats_counter out;
+    if (job->gzip) {
+        buf_reset(gz, 1 << 20);
+        if (store_gzip(value, vlen, gz) < 0) {
+            buf_reset(gz, 1 << 20);
+            return STATS_SKIP_GZIP;
+        }
+        value = gz->data;
+        vlen = gz->len;
+    }
+    size_t limit = mcwriter_item_limit(w, (size_t)job->node, job->esc_key.len, job->flags);
     if (limit && vlen > limit) {
         out = STATS_SKIP_SIZE;
     } else {
@@ -177,6 +229,8 @@ enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job
         default: out = STATS_FAIL_SERVER; break;
         }
     }
+    if (job->gzip)
+        buf_reset(gz, 1 << 20);
     clock_gettime(CLOCK_MONOTONIC, &b);
     *usec = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000u + (uint64_t)(b.tv_nsec - a.tv_nsec) / 1000u;
     return out;

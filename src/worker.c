@@ -16,10 +16,12 @@
 #include "config.h"
 
 #include "memfill/worker.h"
+#include "memfill/admin.h"
 #include "memfill/fcgi.h"
 #include "memfill/key.h"
 #include "memfill/log.h"
 #include "memfill/mcwriter.h"
+#include "memfill/purge.h"
 #include "memfill/store.h"
 #include "memfill/util.h"
 
@@ -85,6 +87,7 @@ struct worker {
     struct store_job job;
     struct buf body;
     struct buf scratch;
+    struct buf gz; /* the compressed value when cache.gzip_flag is set */
 };
 
 /* Total bytes of params, to enforce max_params. */
@@ -155,6 +158,10 @@ static size_t produce(struct worker *w)
     }
     if (read_body(w) < 0) {
         count(w, STATS_BAD_REQUEST);
+        return (size_t)-1;
+    }
+    if (strcmp(w->req.method, "PURGE") == 0) {
+        admin_purge(w->site, w->mc, &w->req, &w->resp, w->slot);
         return (size_t)-1;
     }
     if (router_match(w->site->router, w->req.path.data, w->req.path.len, &w->match) < 0) {
@@ -249,8 +256,11 @@ static void serve_one(struct worker *w, char **envp)
     w->slot->state = STATS_STATE_STORING;
     uint64_t usec = 0;
     enum stats_counter outcome =
-        store_execute(w->mc, &w->job, w->resp.body.data, w->resp.body.len, &usec);
+        store_execute(w->mc, &w->job, w->resp.body.data, w->resp.body.len, &w->gz, &usec);
     count(w, outcome);
+    if (outcome == STATS_STORED && w->resp.tags.len)
+        purge_index_tags(w->mc, (size_t)w->job.node, w->job.esc_key.data, w->job.esc_key.len,
+                         w->resp.tags.data, w->resp.tags.len);
     if (w->job.decision == STATS_STORED && w->job.node >= 0 && w->job.node < STATS_MAX_NODES) {
         if (outcome == STATS_STORED)
             w->slot->node_ok[w->job.node]++;
@@ -330,6 +340,7 @@ void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t
     response_fini(&w.resp);
     buf_fini(&w.body);
     buf_fini(&w.scratch);
+    buf_fini(&w.gz);
     mcwriter_free(w.mc);
     fcgi_conn_free(w.conn);
     _exit(0);

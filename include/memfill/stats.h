@@ -39,6 +39,7 @@ enum stats_counter {
     STATS_NODE_DRIFT,        /* nginx's node differs from the computed one */
     STATS_BAD_REQUEST,       /* refused: body or params too large, bad target */
     STATS_PURGED,
+    STATS_SKIP_GZIP,         /* cache.gzip_flag set but compressing failed */
     STATS_N
 };
 

@@ -24,7 +24,8 @@ struct store_job {
     struct buf esc_key;  /* the key nginx asks memcached for */
     int node;            /* node index, -1 when unknown */
     unsigned ttl;
-    uint32_t flags;
+    uint32_t flags;      /* memcached item flags (cache.gzip_flag when gzip) */
+    int gzip;            /* store the value gzip-compressed */
     int key_drift;       /* MEMC_KEY differed from cache.key */
     int backend_mismatch;/* MEMC_BACKEND named no configured node */
     int node_drift;      /* nginx's node differed from the computed one */
@@ -43,11 +44,21 @@ void store_prepare(const struct site *site, const struct request *req, size_t ro
 void store_request_key(const struct site *site, const struct request *req, struct buf *raw,
                        int *drift);
 
-/* Writes body (the value) for job on its node through w. Returns the
- * counter for the outcome: STATS_STORED, STATS_SKIP_SIZE or a
- * STATS_FAIL_* value. When job->decision is not STATS_STORED, returns it
- * without writing. *usec gets the write's duration. */
+/* Writes body (the value) for job on its node through w. When job->gzip
+ * is set the value is first gzip-compressed into gz (a caller-owned buffer
+ * reused from request to request; emptied again before returning, keeping
+ * up to 1 MiB), and the item size limit applies to the compressed size.
+ * Returns the counter for the outcome: STATS_STORED, STATS_SKIP_SIZE,
+ * STATS_SKIP_GZIP or a STATS_FAIL_* value. When job->decision is not
+ * STATS_STORED, returns it without writing. *usec gets the write's
+ * duration (compression included). */
 enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job,
-                                 const void *value, size_t vlen, uint64_t *usec);
+                                 const void *value, size_t vlen, struct buf *gz,
+                                 uint64_t *usec);
+
+/* Appends the gzip member (RFC 1952: zlib with windowBits 15+16) of
+ * data (len bytes) to out. Returns 0, or -1 (out then holds what was
+ * appended before the failure). */
+int store_gzip(const void *data, size_t len, struct buf *out);
 
 #endif

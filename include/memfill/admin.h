@@ -1,0 +1,23 @@
+/* admin.h - the guarded operator endpoints: PURGE requests handled by the
+ * workers, and the access guard shared with the status listener. */
+#ifndef MEMFILL_ADMIN_H
+#define MEMFILL_ADMIN_H
+
+#include "memfill/mcwriter.h"
+#include "memfill/request.h"
+#include "memfill/site.h"
+#include "memfill/stats.h"
+
+/* Returns 1 when a client at remote_addr presenting token (may be NULL)
+ * may use the operator endpoints: admin.token must be set and equal
+ * (compared in constant time), and remote_addr inside admin.allow. */
+int admin_allowed(const struct config *cfg, const char *remote_addr, const char *token);
+
+/* Handles a PURGE request: the page of the request's own key (MEMC_KEY or
+ * cache.key), or the raw key in the X-Memfill-Purge-Key header, or every
+ * page of the tags in X-Memfill-Purge-Tag. Fills resp with a JSON answer
+ * (200 purged, 404 nothing there, 403 refused, 502 memcached failed). */
+void admin_purge(const struct site *site, struct mcwriter *mc, const struct request *req,
+                 struct response *resp, struct stats_slot *slot);
+
+#endif

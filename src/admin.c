@@ -1,0 +1,103 @@
+/* admin.c - the PURGE endpoint and the guard in front of it.
+ *
+ * Security: purge is off until admin.token is set, and then needs both the
+ * token (X-Memfill-Token) and a client address inside admin.allow (default
+ * loopback). nginx passes the client address as REMOTE_ADDR; the generated
+ * nginx config routes PURGE to memfill, and anything else gets 403 and a
+ * log line with the (escaped) address and target. The purge only ever
+ * talks to the configured nodes. */
+#include "config.h"
+
+#include "memfill/admin.h"
+#include "memfill/cidr.h"
+#include "memfill/key.h"
+#include "memfill/log.h"
+#include "memfill/purge.h"
+#include "memfill/store.h"
+
+#include <string.h>
+
+int admin_allowed(const struct config *cfg, const char *remote_addr, const char *token)
+{
+    if (!cfg->admin_token || !token || !remote_addr)
+        return 0;
+    size_t a = strlen(cfg->admin_token), b = strlen(token);
+    unsigned char diff = (unsigned char)(a != b);
+    for (size_t i = 0; i < a; i++)
+        diff |= (unsigned char)(cfg->admin_token[i] ^ (i < b ? token[i] : 0));
+    return diff == 0 && cidr_list_match(cfg->admin_allow, remote_addr);
+}
+
+static void answer(struct response *resp, int status, const char *json)
+{
+    resp->status = status;
+    resp->no_store = 1;
+    buf_reset(&resp->content_type, 256);
+    buf_append_str(&resp->content_type, "application/json");
+    buf_reset(&resp->body, 1 << 16);
+    buf_append_str(&resp->body, json);
+    buf_append_char(&resp->body, '\n');
+}
+
+void admin_purge(const struct site *site, struct mcwriter *mc, const struct request *req,
+                 struct response *resp, struct stats_slot *slot)
+{
+    const char *addr = request_param(req, "REMOTE_ADDR");
+    const char *token = request_param(req, "HTTP_X_MEMFILL_TOKEN");
+    if (!admin_allowed(site->cfg, addr, token)) {
+        struct buf esc = BUF_INIT;
+        log_escape(&esc, req->request_uri, strlen(req->request_uri), 200);
+        log_warn("PURGE refused for %s from %s: %s", esc.data, addr ? addr : "?",
+                 site->cfg->admin_token ? "bad token or address not allowed"
+                                        : "admin.token is not set");
+        buf_fini(&esc);
+        answer(resp, 403, "{\"error\":\"forbidden\"}");
+        return;
+    }
+    struct buf out = BUF_INIT;
+    const char *tags = request_param(req, "HTTP_X_MEMFILL_PURGE_TAG");
+    const char *key = request_param(req, "HTTP_X_MEMFILL_PURGE_KEY");
+    if (tags) {
+        long total = 0;
+        int failed = 0, bad = 0;
+        const char *p = tags;
+        while (*p) {
+            while (*p == ' ' || *p == ',')
+                p++;
+            size_t n = strcspn(p, " ,");
+            if (n == 0)
+                break;
+            if (!purge_tag_valid(p, n)) {
+                bad = 1;
+            } else {
+                long d = purge_tag(mc, nodesel_count(site->nodes), p, n);
+                if (d < 0)
+                    failed = 1;
+                else
+                    total += d;
+            }
+            p += n;
+        }
+        slot->counters[STATS_PURGED] += (uint64_t)total;
+        buf_printf(&out, "{\"purged\":%ld%s}", total,
+                   failed ? ",\"error\":\"a memcached node failed\""
+                          : bad ? ",\"error\":\"invalid tag skipped\"" : "");
+        answer(resp, failed ? 502 : bad && !total ? 400 : 200, out.data);
+        buf_fini(&out);
+        return;
+    }
+    struct buf raw = BUF_INIT;
+    int drift = 0;
+    if (key)
+        buf_append_str(&raw, key);
+    else
+        store_request_key(site, req, &raw, &drift);
+    int rc = purge_key(mc, site->nodes, raw.data ? raw.data : "", raw.len);
+    if (rc > 0)
+        slot->counters[STATS_PURGED]++;
+    answer(resp, rc > 0 ? 200 : rc == 0 ? 404 : 502,
+           rc > 0 ? "{\"purged\":1}" : rc == 0 ? "{\"purged\":0}"
+                                             : "{\"purged\":0,\"error\":\"memcached failed or "
+                                               "the key cannot exist\"}");
+    buf_fini(&raw);
+}
