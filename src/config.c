@@ -75,8 +75,15 @@ static const struct config_key log_keys[] = {
     END_KEYS,
 };
 
+static const struct config_key discovery_keys[] = {
+    {"endpoint", T_STRING, C(discovery_endpoint), 0, 0, 0, NULL, NULL},
+    {"interval", T_UINT, C(discovery_interval), 1, 86400, 60, NULL, NULL},
+    END_KEYS,
+};
+
 static const struct config_key memcached_keys[] = {
     {"servers", T_SERVERS, 0, 0, 0, 0, NULL, NULL},
+    {"discovery", T_SECTION, 0, 0, 0, 0, NULL, discovery_keys},
     {"distribution", T_DIST, C(distribution), 0, 0, NODESEL_CONSISTENT, NULL, NULL},
     {"upstream", T_STRING, C(upstream_name), 0, 0, 0, "memfill_memcached", NULL},
     {"connect_timeout_ms", T_UINT, C(mc_connect_timeout_ms), 1, 60000, 250, NULL, NULL},
@@ -701,6 +708,21 @@ static void free_values(const struct config_key *keys, void *base)
         default:
             break;
         }
+    }
+}
+
+void config_set_servers(struct config *cfg, char *const *addresses, size_t n)
+{
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        free(cfg->servers[i].address);
+        free(cfg->servers[i].name);
+    }
+    free(cfg->servers);
+    cfg->servers = xcalloc(n ? n : 1, sizeof *cfg->servers);
+    cfg->nservers = n;
+    for (size_t i = 0; i < n; i++) {
+        cfg->servers[i].address = xstrdup(addresses[i]);
+        cfg->servers[i].weight = 1;
     }
 }
 

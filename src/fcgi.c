@@ -17,6 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Most body bytes fcgi_finish reads to keep a kept-alive connection in
+ * step; beyond this the connection is closed instead. */
+#define FCGI_DRAIN_MAX (4u << 20)
+
 struct fcgi_conn {
     FCGX_Request req;
     struct buf head;
@@ -45,6 +49,13 @@ void fcgi_conn_free(struct fcgi_conn *c)
     FCGX_Free(&c->req, 1);
     buf_fini(&c->head);
     free(c);
+}
+
+int fcgi_wait_fd(const struct fcgi_conn *c)
+{
+    /* A connection nginx asked to keep (FCGI_KEEP_CONN) brings the next
+     * request itself; otherwise the next one comes through the listener. */
+    return c->req.ipcFd >= 0 ? c->req.ipcFd : c->req.listen_sock;
 }
 
 int fcgi_accept(struct fcgi_conn *c, char ***envp)
@@ -83,8 +94,11 @@ int fcgi_drain_body(struct fcgi_conn *c, size_t limit)
         if (n <= 0)
             return FCGX_GetError(c->req.in) ? -1 : 0;
         total += (size_t)n;
-        if (total > limit)
+        if (total > limit) {
+            /* The rest stays unread: never reuse this connection. */
+            c->req.keepConnection = 0;
             return -1;
+        }
     }
 }
 
@@ -121,6 +135,13 @@ int fcgi_write_response(struct fcgi_conn *c, const struct response *resp, int he
 
 void fcgi_finish(struct fcgi_conn *c)
 {
+    /* On a kept connection, unread stdin records would be taken for the
+     * next request: read the rest of the body (bounded), or close the
+     * connection. Without keep-alive libfcgi's close (shutdown, then read
+     * until EOF) already keeps nginx from seeing a reset. */
+    if (c->accepted && c->req.keepConnection && c->req.in && !FCGX_HasSeenEOF(c->req.in) &&
+        fcgi_drain_body(c, FCGI_DRAIN_MAX) < 0)
+        c->req.keepConnection = 0;
     if (c->accepted)
         FCGX_Finish_r(&c->req);
     c->accepted = 0;

@@ -215,13 +215,14 @@ static json_t *load_data(struct template_state *s, const struct request *req,
     json_error_t je;
     json_t *data = json_load_file(path.data, JSON_REJECT_DUPLICATES, &je);
     if (!data) {
-        {
-            struct buf esc = BUF_INIT;
-            log_error("data %s:%d:%d: %s", log_escape(&esc, path.data, path.len, 512), je.line,
-                      je.column, je.text);
-            buf_fini(&esc);
-            response_error(resp, 500, "The page data is broken; the error is logged.");
-        }
+        struct buf esc = BUF_INIT;
+        log_escape(&esc, path.data, path.len, 512);
+        if (je.line > 0) /* a parse error; else the file could not be read */
+            log_error("data %s:%d:%d: %s", esc.data, je.line, je.column, je.text);
+        else
+            log_error("data %s: %s", esc.data, je.text);
+        buf_fini(&esc);
+        response_error(resp, 500, "The page data is broken; the error is logged.");
     }
     buf_fini(&path);
     return data;

@@ -22,6 +22,7 @@
 
 #include "memfill/master.h"
 #include "memfill/log.h"
+#include "memfill/discovery.h"
 #include "memfill/stats.h"
 #include "memfill/statusd.h"
 #include "memfill/util.h"
@@ -66,6 +67,10 @@ struct master {
     int stopping;            /* 0, 1 graceful, 2 immediate */
     uint64_t stop_deadline_ms;
     struct statusd *statusd; /* admin.listen, served here so it answers under load */
+    char **discovered;       /* node list from cluster discovery, or NULL */
+    size_t ndiscovered;
+    uint64_t next_discovery_ms;
+    int discovery_failing;
     unsigned long max_active_reached;
 };
 
@@ -232,19 +237,37 @@ static void signal_workers(struct master *m, int sig, int only_old)
     }
 }
 
-static void reload(struct master *m)
+/* Builds a complete site from the config file, with the node list found
+ * by cluster discovery when there is one. Returns NULL (logged) on error. */
+static struct site *build_site(struct master *m, const char *why)
 {
-    log_info("reloading %s", m->config_path);
     struct err e;
     err_clear(&e);
     struct config *cfg = config_load(m->config_path, 0, &e);
+    if (cfg && cfg->discovery_endpoint && m->discovered)
+        config_set_servers(cfg, m->discovered, m->ndiscovered);
     struct site *site = cfg ? site_new_own(cfg, &e) : NULL;
     if (!site) {
         char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];
-        log_error("reload failed, still serving the previous config: %s",
+        log_error("%s failed, still serving the previous config: %s", why,
                   err_format(&e, msg, sizeof msg));
-        return;
     }
+    return site;
+}
+
+static void apply_site(struct master *m, struct site *site);
+
+static void reload(struct master *m)
+{
+    log_info("reloading %s", m->config_path);
+    struct site *site = build_site(m, "reload");
+    if (site)
+        apply_site(m, site);
+}
+
+/* Switches to site: new workers first, then the old generation retires. */
+static void apply_site(struct master *m, struct site *site)
+{
     if (site->cfg->workers * 2 > m->nslots)
         log_warn("reload: workers raised to %u but only %zu slots exist; using %zu",
                  site->cfg->workers, m->nslots, m->nslots / 2);
@@ -267,7 +290,71 @@ static void reload(struct master *m)
     respawn(m);
     signal_workers(m, SIGTERM, 1);
     site_free(old);
-    log_info("reload done: generation %u with %u workers", m->generation, site->cfg->workers);
+    log_info("generation %u serving with %u workers", m->generation, site->cfg->workers);
+}
+
+static void set_discovered(struct master *m, char *const *addresses, size_t n)
+{
+    for (size_t i = 0; i < m->ndiscovered; i++)
+        free(m->discovered[i]);
+    free(m->discovered);
+    m->discovered = NULL;
+    m->ndiscovered = n;
+    if (!addresses)
+        return;
+    m->discovered = xcalloc(n + 1, sizeof *m->discovered);
+    for (size_t i = 0; i < n; i++)
+        m->discovered[i] = xstrdup(addresses[i]);
+}
+
+/* Polls the cluster configuration endpoint; a changed node list is applied
+ * like a reload (new workers on the new list, old ones retire). */
+static void discovery_tick(struct master *m)
+{
+    const struct config *cfg = m->site->cfg;
+    uint64_t now = util_now_ms();
+    if (!cfg->discovery_endpoint || now < m->next_discovery_ms)
+        return;
+    m->next_discovery_ms = now + (uint64_t)cfg->discovery_interval * 1000u;
+    struct discovery_result r;
+    struct err e;
+    err_clear(&e);
+    unsigned timeout = cfg->mc_connect_timeout_ms * 4 < 2000 ? cfg->mc_connect_timeout_ms * 4
+                                                               : 2000;
+    int rc = discovery_fetch(cfg->discovery_endpoint, timeout, &r, &e);
+    if (rc < 0) {
+        if (!m->discovery_failing)
+            log_warn("%s; keeping the current node list", e.text);
+        m->discovery_failing = 1;
+        return;
+    }
+    m->discovery_failing = 0;
+    if (rc == 0) {
+        if (m->discovered) {
+            log_warn("discovery: %s answers ERROR (a plain memcached): back to the configured "
+                     "nodes", cfg->discovery_endpoint);
+            set_discovered(m, NULL, 0);
+            struct site *site = build_site(m, "discovery");
+            if (site)
+                apply_site(m, site);
+        }
+        return;
+    }
+    char **cur = m->discovered;
+    int same = cur ? discovery_same(&r, cur, m->ndiscovered) : 0;
+    if (!same) {
+        struct buf list = BUF_INIT;
+        for (size_t i = 0; i < r.n; i++)
+            buf_printf(&list, "%s%s", i ? " " : "", r.addresses[i]);
+        log_info("discovery: cluster config version %lu lists %zu nodes: %s", r.version, r.n,
+                 list.data);
+        buf_fini(&list);
+        set_discovered(m, r.addresses, r.n);
+        struct site *site = build_site(m, "discovery");
+        if (site)
+            apply_site(m, site);
+    }
+    discovery_result_fini(&r);
 }
 
 static void begin_stop(struct master *m, int sig)
@@ -350,6 +437,7 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
             continue;
         }
         enforce_timeouts(&m);
+        discovery_tick(&m);
         respawn(&m);
         if (m.statusd) {
             unsigned busy = status_count_state(m.stats, STATS_STATE_BUSY) +
@@ -362,6 +450,7 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
         }
     }
     statusd_free(m.statusd);
+    set_discovered(&m, NULL, 0);
     log_info("master %ld stopped", (long)m.pid);
     free(m.children);
     stats_free(m.stats);

@@ -1,7 +1,7 @@
 /* memfillctl.c - the operator's tool. Subcommands share memfill's config:
  *
  *   where [--hex] KEY... | -      which node holds this page (NODE<TAB>ESCAPED_KEY)
- *   nginx-conf [--listen L] [--server-name N] [--fastcgi ADDR]
+ *   nginx-conf [--listen L] [--server-name N] [--fastcgi ADDR] [--keepalive N]
  *   render TEMPLATE [DATA.json] [--partials DIR]
  *
  * The config is -c FILE, else $MEMFILL_CONFIG, else SYSCONFDIR/memfill.json.
@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include "memfill/config.h"
+#include "memfill/discovery.h"
 #include "memfill/key.h"
 #include "memfill/log.h"
 #include "memfill/nginxconf.h"
@@ -37,6 +38,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  where [--hex] KEY... | -         node and escaped key nginx uses for each key\n"
             "  nginx-conf [--listen ADDR] [--server-name NAME] [--fastcgi ADDR]\n"
+            "             [--keepalive N]       (N: idle memcached connections per nginx worker)\n"
             "                                   print the nginx config matching memfill's\n"
             "  render TEMPLATE [DATA.json] [--partials DIR]\n"
             "                                   render a template offline to stdout\n"
@@ -58,6 +60,18 @@ static struct config *load_config(void)
     if (!cfg) {
         char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];
         fprintf(stderr, "%s\n", err_format(&e, msg, sizeof msg));
+        return NULL;
+    }
+    if (cfg->discovery_endpoint) {
+        /* Use the node list the running server uses: the discovered one. */
+        struct discovery_result r;
+        int rc = discovery_fetch(cfg->discovery_endpoint, 2000, &r, &e);
+        if (rc > 0) {
+            config_set_servers(cfg, r.addresses, r.n);
+            discovery_result_fini(&r);
+        } else if (rc < 0) {
+            fprintf(stderr, "memfillctl: %s; using the configured nodes\n", e.text);
+        }
     }
     return cfg;
 }
@@ -185,7 +199,15 @@ static int cmd_nginx_conf(int argc, char **argv)
             o.server_name = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--fastcgi") == 0)
             o.fastcgi = argv[++i];
-        else {
+        else if (i + 1 < argc && strcmp(argv[i], "--keepalive") == 0) {
+            uint64_t ka;
+            if (util_parse_u64(argv[i + 1], strlen(argv[i + 1]), 65535, &ka) < 0 || ka == 0) {
+                fprintf(stderr, "memfillctl: nginx-conf: --keepalive wants 1..65535\n");
+                return EX_USAGE;
+            }
+            o.keepalive = (unsigned)ka;
+            i++;
+        } else {
             fprintf(stderr, "memfillctl: nginx-conf: unexpected argument \"%s\"\n", argv[i]);
             return EX_USAGE;
         }

@@ -79,8 +79,10 @@ static int has_header(const struct response *resp, const char *name)
 {
     size_t nl = strlen(name);
     const char *p = resp->headers.data;
+    if (!p)
+        return 0; /* no header yet (and NULL + 0 is undefined) */
     const char *end = p + resp->headers.len;
-    while (p && p < end) {
+    while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         if ((size_t)(end - p) > nl && p[nl] == ':' && util_ascii_caseeq(p, name, nl))
             return 1;

@@ -2,13 +2,24 @@
  *
  * Set-up order after fork (written down because it matters):
  *   1. signal dispositions: SIGTERM/SIGINT/SIGQUIT raise the stop flag and
- *      call FCGX_ShutdownPending(); installed without SA_RESTART so a
- *      blocked accept returns; SIGUSR1 raises the log-reopen flag; SIGPIPE
- *      is ignored so a vanished nginx gives EPIPE, not death. These are in
- *      place before FCGX_Init, which then leaves them alone.
- *   2. die with the master (PR_SET_PDEATHSIG), and check it is still there.
+ *      call FCGX_ShutdownPending(); installed without SA_RESTART; SIGUSR1
+ *      raises the log-reopen flag; SIGPIPE is ignored so a vanished nginx
+ *      gives EPIPE, not death. These are in place before FCGX_Init, which
+ *      then leaves them alone.
+ *   2. die with the master (PR_SET_PDEATHSIG = SIGUSR2, see on_orphan), and
+ *      check it is still there.
  *   3. per-process resources: libfcgi request, memcached handles (the
  *      mcwriter connects lazily, so nothing opened before fork is reused).
+ * Waiting for a request: libfcgi's accept loop checks "shutdown pending"
+ * and then blocks in accept(); a SIGTERM landing between the two is lost
+ * (its EINTR is retried) and the worker would sleep until the next
+ * connection. So the stop and reopen signals stay BLOCKED all the time
+ * except inside ppoll() on the (non-blocking) listening socket, which
+ * unblocks them atomically: a stop while idle ends ppoll at once, and a
+ * stop during a request waits until the request is answered and stored,
+ * with no EINTR inside libfcgi's reads and writes or a handler's sleeps.
+ * After ppoll says "readable", FCGX_Accept_r either gets the connection or
+ * -EAGAIN (another worker was faster) and the worker polls again. */
  * Per request, the response is written and the request finished BEFORE the
  * store, so the client never waits on memcached; everything the store
  * needs was copied into the store job and the worker's own response
@@ -26,6 +37,7 @@
 #include "memfill/util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,26 +65,56 @@ static void on_usr1(int sig)
     worker_reopen = 1;
 }
 
+/* Seconds an orphaned worker may still spend on its request. */
+static unsigned worker_orphan_grace = 10;
+/* The signal mask while waiting in ppoll: everything open. */
+static sigset_t worker_waitmask;
+
+/* The master died (PR_SET_PDEATHSIG). Stop like on SIGTERM; nobody is
+ * left to enforce request_timeout, so alarm() bounds the current request
+ * (SIGALRM's default action ends the process). Never blocked, and
+ * SA_RESTART so the request in flight is not disturbed by EINTR. */
+static void on_orphan(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    worker_stop = 1;
+    fcgi_shutdown_pending();
+    alarm(worker_orphan_grace);
+    errno = saved;
+}
+
 static void install_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0; /* no SA_RESTART: accept() must return on a stop */
+    sa.sa_flags = 0; /* no SA_RESTART: ppoll must return on a stop */
     sa.sa_handler = on_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGQUIT, &sa, NULL);
     sa.sa_handler = on_usr1;
     sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_flags = SA_RESTART;
+    sa.sa_handler = on_orphan;
+    sigaction(SIGUSR2, &sa, NULL);
+    sa.sa_flags = 0;
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_DFL;
     sigaction(SIGCHLD, &sa, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    sigaction(SIGALRM, &sa, NULL);
+    /* Blocked except inside ppoll (see the top of the file). */
+    sigset_t blocked;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGTERM);
+    sigaddset(&blocked, SIGINT);
+    sigaddset(&blocked, SIGQUIT);
+    sigaddset(&blocked, SIGUSR1);
+    sigprocmask(SIG_SETMASK, &blocked, NULL);
+    sigemptyset(&worker_waitmask);
 }
 
 struct worker {
@@ -272,9 +314,9 @@ static void serve_one(struct worker *w, char **envp)
         log_warn("store failed on %s: %s", mcwriter_node_address(w->mc, (size_t)w->job.node),
                  stats_counter_name(outcome));
     if (w->cfg->access_log) {
-        log_info("access: %s %d %zu %llums %s%s", s->data, w->resp.status, w->resp.body.len,
-                 (unsigned long long)(util_now_ms() - t0), stats_counter_name(outcome),
-                 sent < 0 ? " (client gone)" : "");
+        log_access("%s %d %zu %llums %s%s", s->data, w->resp.status, w->resp.body.len,
+                   (unsigned long long)(util_now_ms() - t0), stats_counter_name(outcome),
+                   sent < 0 ? " (client gone)" : "");
     }
     request_fini(&w->req);
     response_reset(&w->resp, 1 << 20);
@@ -287,9 +329,10 @@ static void serve_one(struct worker *w, char **envp)
 void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t slot_index,
                 unsigned max_requests, pid_t master_pid)
 {
+    worker_orphan_grace = site->cfg->shutdown_timeout ? site->cfg->shutdown_timeout : 1;
     install_signals();
 #ifdef HAVE_SYS_PRCTL_H
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    prctl(PR_SET_PDEATHSIG, SIGUSR2);
 #endif
     if (getppid() != master_pid)
         _exit(0);
@@ -320,9 +363,20 @@ void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t
             if (log_reopen() < 0)
                 log_perr(LOG_ERROR, "cannot reopen the log");
         }
+        if (getppid() != master_pid)
+            break; /* orphaned without the death signal (it raced the fork) */
         w.slot->state = STATS_STATE_IDLE;
+        struct pollfd pfd = {fcgi_wait_fd(w.conn), POLLIN, 0};
+        if (ppoll(&pfd, 1, NULL, &worker_waitmask) < 0) {
+            if (errno == EINTR)
+                continue; /* a signal: look at the flags */
+            log_perr(LOG_ERROR, "poll on the listening socket failed; worker exits");
+            break;
+        }
         char **envp = NULL;
         int rc = fcgi_accept(w.conn, &envp);
+        if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
+            continue; /* another worker took it */
         if (rc < 0) {
             if (!worker_stop)
                 log_error("accept failed (%d); worker exits", rc);

@@ -146,7 +146,9 @@ class Stack:
         self.wait_port(p, port=port, unix=unix)
         return p
 
-    def nginx(self, http_body, port):
+    def nginx(self, http_body, port, reload_proc=None):
+        """Starts nginx with http_body inside http {}; with reload_proc, rewrites
+        the config of that running nginx and reloads it (SIGHUP) instead."""
         os.makedirs(self.path("nginx", "logs"), exist_ok=True)
         mods = ""
         for m in ("ndk_http_module.so", "ngx_http_set_misc_module.so",
@@ -174,6 +176,10 @@ http {{
                            capture_output=True, text=True)
         if t.returncode != 0:
             raise RuntimeError("nginx -t failed:\n" + t.stderr + "\n" + conf)
+        if reload_proc is not None:
+            os.kill(reload_proc.pid, signal.SIGHUP)
+            time.sleep(1.0)  # new workers up, old ones finishing
+            return reload_proc
         p = self.spawn("nginx", ["nginx", "-p", self.path("nginx"), "-c", conf_path,
                                  "-g", "daemon off;"])
         self.wait_port(p, port=port)

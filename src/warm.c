@@ -1,0 +1,702 @@
+/* warm.c - memfillctl warm: URL lists and sitemaps in, FastCGI requests to
+ * memfill out, a progress bar and one summary line back.
+ *
+ * The params mirror what the generated nginx config sends (nginxconf.c's
+ * fastcgi_params) for a plain GET, so memfill renders the same page and
+ * computes the same key as for a visitor; MEMC_KEY is evaluated here with
+ * the same cache.key pattern. MEMFILL_WARM=1 asks memfill to store before
+ * answering and to say what it did in X-Memfill-Store. */
+#include "config.h"
+
+#include "memfill/warm.h"
+#include "memfill/fcgiclient.h"
+#include "memfill/log.h"
+#include "memfill/util.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+/* ---- lists ---- */
+
+void warm_list_init(struct warm_list *l)
+{
+    memset(l, 0, sizeof *l);
+}
+
+void warm_list_fini(struct warm_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i]);
+    free(l->items);
+    warm_list_init(l);
+}
+
+void warm_list_add(struct warm_list *l, const char *s, size_t len)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->items = xrealloc(l->items, l->cap * sizeof *l->items);
+    }
+    l->items[l->n++] = xstrndup(s, len);
+}
+
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+size_t warm_list_parse(const char *text, size_t len, struct warm_list *out)
+{
+    size_t added = 0;
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        const char *a = p, *b = le;
+        while (a < b && is_blank(*a))
+            a++;
+        while (b > a && is_blank(b[-1]))
+            b--;
+        if (a < b && *a != '#') {
+            warm_list_add(out, a, (size_t)(b - a));
+            added++;
+        }
+        p = eol ? eol + 1 : end;
+    }
+    return added;
+}
+
+/* ---- sitemaps ---- */
+
+static const char *find(const char *p, const char *end, const char *needle)
+{
+    size_t n = strlen(needle);
+    while ((size_t)(end - p) >= n) {
+        const char *c = memchr(p, needle[0], (size_t)(end - p) - n + 1);
+        if (!c)
+            return NULL;
+        if (memcmp(c, needle, n) == 0)
+            return c;
+        p = c + 1;
+    }
+    return NULL;
+}
+
+static void put_utf8(struct buf *out, unsigned long cp)
+{
+    char b[4];
+    if (cp < 0x80) {
+        b[0] = (char)cp;
+        buf_append(out, b, 1);
+    } else if (cp < 0x800) {
+        b[0] = (char)(0xc0 | (cp >> 6));
+        b[1] = (char)(0x80 | (cp & 0x3f));
+        buf_append(out, b, 2);
+    } else if (cp < 0x10000) {
+        b[0] = (char)(0xe0 | (cp >> 12));
+        b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        b[2] = (char)(0x80 | (cp & 0x3f));
+        buf_append(out, b, 3);
+    } else {
+        b[0] = (char)(0xf0 | (cp >> 18));
+        b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        b[3] = (char)(0x80 | (cp & 0x3f));
+        buf_append(out, b, 4);
+    }
+}
+
+/* Appends p..end with XML entities decoded; an unknown or malformed
+ * reference is copied as it is. */
+static void decode_entities(const char *p, const char *end, struct buf *out)
+{
+    static const struct {
+        const char *name;
+        char c;
+    } named[] = {{"amp;", '&'}, {"lt;", '<'}, {"gt;", '>'}, {"quot;", '"'}, {"apos;", '\''}};
+    while (p < end) {
+        if (*p != '&') {
+            buf_append_char(out, *p++);
+            continue;
+        }
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        int done = 0;
+        if (semi && p + 1 < semi && p[1] == '#') {
+            const char *d = p + 2;
+            int hex = d < semi && (*d == 'x' || *d == 'X');
+            if (hex)
+                d++;
+            unsigned long cp = 0;
+            int ok = d < semi && semi - d <= 8;
+            for (const char *q = d; ok && q < semi; q++) {
+                int v = *q >= '0' && *q <= '9'             ? *q - '0'
+                        : hex && (*q | 0x20) >= 'a' && (*q | 0x20) <= 'f' ? (*q | 0x20) - 'a' + 10
+                                                                           : -1;
+                if (v < 0 || (!hex && v > 9))
+                    ok = 0;
+                else
+                    cp = cp * (hex ? 16 : 10) + (unsigned long)v;
+            }
+            if (ok && cp > 0 && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff)) {
+                put_utf8(out, cp);
+                p = semi + 1;
+                done = 1;
+            }
+        } else if (semi) {
+            for (size_t i = 0; i < sizeof named / sizeof *named; i++) {
+                size_t nl = strlen(named[i].name);
+                if ((size_t)(end - p - 1) >= nl && memcmp(p + 1, named[i].name, nl) == 0) {
+                    buf_append_char(out, named[i].c);
+                    p += 1 + nl;
+                    done = 1;
+                    break;
+                }
+            }
+        }
+        if (!done)
+            buf_append_char(out, *p++);
+    }
+}
+
+size_t warm_sitemap_parse(const char *xml, size_t len, struct warm_list *out)
+{
+    size_t added = 0;
+    const char *p = xml, *end = xml + len;
+    struct buf v = BUF_INIT;
+    while (p < end) {
+        const char *lt = memchr(p, '<', (size_t)(end - p));
+        if (!lt)
+            break;
+        if ((size_t)(end - lt) >= 4 && memcmp(lt, "<!--", 4) == 0) {
+            const char *c = find(lt + 4, end, "-->");
+            p = c ? c + 3 : end;
+            continue;
+        }
+        if ((size_t)(end - lt) >= 9 && memcmp(lt, "<![CDATA[", 9) == 0) {
+            const char *c = find(lt + 9, end, "]]>");
+            p = c ? c + 3 : end;
+            continue;
+        }
+        if ((size_t)(end - lt) < 5 || memcmp(lt, "<loc>", 5) != 0) {
+            p = lt + 1;
+            continue;
+        }
+        const char *a = lt + 5;
+        const char *close = find(a, end, "</loc>");
+        if (!close)
+            break;
+        const char *b = close;
+        while (a < b && is_blank(*a))
+            a++;
+        while (b > a && is_blank(b[-1]))
+            b--;
+        buf_reset(&v, 1 << 16);
+        if ((size_t)(b - a) >= 12 && memcmp(a, "<![CDATA[", 9) == 0 &&
+            memcmp(b - 3, "]]>", 3) == 0) {
+            buf_append(&v, a + 9, (size_t)(b - 3 - (a + 9)));
+        } else {
+            decode_entities(a, b, &v);
+        }
+        if (v.len) {
+            warm_list_add(out, v.data, v.len);
+            added++;
+        }
+        p = close + 6;
+    }
+    buf_fini(&v);
+    return added;
+}
+
+/* ---- URLs ---- */
+
+int warm_url_parse(const char *text, size_t len, struct warm_url *u, const char **why)
+{
+    memset(u, 0, sizeof *u);
+    const char *p = text, *end = text + len;
+    const char *hash = memchr(p, '#', len);
+    if (hash)
+        end = hash;
+    const char *scheme = "http";
+    if (p < end && *p != '/') {
+        size_t skip;
+        if ((size_t)(end - p) >= 7 && util_ascii_caseeq(p, "http://", 7)) {
+            skip = 7;
+        } else if ((size_t)(end - p) >= 8 && util_ascii_caseeq(p, "https://", 8)) {
+            skip = 8;
+            scheme = "https";
+        } else {
+            *why = "expected /path or http(s)://host/path";
+            return -1;
+        }
+        p += skip;
+        const char *slash = p;
+        while (slash < end && *slash != '/' && *slash != '?')
+            slash++;
+        if (slash == p) {
+            *why = "expected a host after the scheme";
+            return -1;
+        }
+        for (const char *c = p; c < slash; c++) {
+            if (*c == '@') {
+                *why = "expected no user name or password in the URL";
+                return -1;
+            }
+            if ((unsigned char)*c <= 0x20 || *c == 0x7f) {
+                *why = "expected no blanks or control bytes in the host";
+                return -1;
+            }
+        }
+        u->host = xstrndup(p, (size_t)(slash - p));
+        p = slash;
+    }
+    struct buf target = BUF_INIT;
+    if (p == end || *p == '?')
+        buf_append_char(&target, '/');
+    buf_append(&target, p, (size_t)(end - p));
+    struct buf norm = BUF_INIT;
+    if (key_normalize_uri(target.data, target.len, &norm) < 0) {
+        buf_fini(&norm);
+        buf_fini(&target);
+        free(u->host);
+        u->host = NULL;
+        *why = "nginx would refuse this request target (400)";
+        return -1;
+    }
+    buf_fini(&norm);
+    u->scheme = xstrdup(scheme);
+    u->request_uri = buf_steal(&target);
+    return 0;
+}
+
+void warm_url_fini(struct warm_url *u)
+{
+    free(u->scheme);
+    free(u->host);
+    free(u->request_uri);
+    memset(u, 0, sizeof *u);
+}
+
+/* ---- params ---- */
+
+static void add_param(struct warm_params *w, const char *name, const char *value, size_t vlen)
+{
+    if (w->n >= WARM_MAX_PARAMS)
+        return;
+    char *v = xstrndup(value, vlen);
+    w->owned[w->n] = v;
+    w->p[w->n].name = name;
+    w->p[w->n].name_len = strlen(name);
+    w->p[w->n].value = v;
+    w->p[w->n].value_len = vlen;
+    w->n++;
+}
+
+static void add_str(struct warm_params *w, const char *name, const char *value)
+{
+    add_param(w, name, value, strlen(value));
+}
+
+const char *warm_params_get(const struct warm_params *p, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->p[i].name, name) == 0)
+            return p->owned[i];
+    return NULL;
+}
+
+static const char *params_cb(void *ctx, const char *name)
+{
+    return warm_params_get(ctx, name);
+}
+
+void warm_params_build(const struct key_pattern *key, const struct warm_url *u,
+                       const char *default_host, struct warm_params *out)
+{
+    memset(out, 0, sizeof *out);
+    buf_init(&out->key);
+    const char *ru = u->request_uri;
+    const char *qm = strchr(ru, '?');
+    size_t plen = qm ? (size_t)(qm - ru) : strlen(ru);
+    struct buf uri = BUF_INIT;
+    if (key_normalize_uri(ru, strlen(ru), &uri) < 0 || !uri.data)
+        buf_append_char(&uri, '/'); /* warm_url_parse refused such targets */
+    const char *host = u->host ? u->host : default_host;
+    int https = strcmp(u->scheme, "https") == 0;
+
+    add_str(out, "QUERY_STRING", qm ? qm + 1 : "");
+    add_str(out, "REQUEST_METHOD", "GET");
+    add_str(out, "CONTENT_TYPE", "");
+    add_str(out, "CONTENT_LENGTH", "");
+    add_param(out, "SCRIPT_NAME", uri.data, uri.len);
+    add_str(out, "REQUEST_URI", ru);
+    add_param(out, "DOCUMENT_URI", uri.data, uri.len);
+    add_str(out, "SERVER_PROTOCOL", "HTTP/1.1");
+    add_str(out, "REQUEST_SCHEME", u->scheme);
+    if (https)
+        add_str(out, "HTTPS", "on");
+    add_str(out, "GATEWAY_INTERFACE", "CGI/1.1");
+    add_str(out, "REMOTE_ADDR", "127.0.0.1");
+    add_str(out, "REMOTE_PORT", "0");
+    add_str(out, "SERVER_ADDR", "127.0.0.1");
+    /* SERVER_NAME is the host without its port; SERVER_PORT the port or
+     * the scheme's default. */
+    if (host && *host) {
+        const char *hend = host + strlen(host);
+        const char *colon = NULL;
+        if (host[0] == '[') {
+            const char *close = strchr(host, ']');
+            if (close && close[1] == ':')
+                colon = close + 1;
+        } else {
+            colon = strrchr(host, ':');
+        }
+        add_param(out, "SERVER_PORT", colon ? colon + 1 : https ? "443" : "80",
+                  colon ? (size_t)(hend - colon - 1) : strlen(https ? "443" : "80"));
+        add_param(out, "SERVER_NAME", host, colon ? (size_t)(colon - host) : strlen(host));
+        add_str(out, "HTTP_HOST", host);
+    } else {
+        add_str(out, "SERVER_PORT", https ? "443" : "80");
+        add_str(out, "SERVER_NAME", "");
+    }
+    add_str(out, "HTTP_USER_AGENT", "memfillctl-warm/" PACKAGE_VERSION);
+    (void)plen;
+    key_pattern_eval(key, params_cb, out, &out->key);
+    add_param(out, "MEMC_KEY", out->key.data ? out->key.data : "", out->key.len);
+    add_str(out, "MEMFILL_WARM", "1");
+    buf_fini(&uri);
+}
+
+void warm_params_fini(struct warm_params *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->owned[i]);
+    buf_fini(&p->key);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---- tally ---- */
+
+enum warm_outcome warm_tally_add(struct warm_tally *t, const struct fcgiclient_result *res,
+                                 const char **detail, size_t *detail_len)
+{
+    t->requested++;
+    if (res->error) {
+        t->failed++;
+        *detail = res->error;
+        *detail_len = strlen(res->error);
+        return WARM_FAILED;
+    }
+    size_t vlen = 0;
+    const char *v = fcgiclient_find_header(res->head, res->head_len, "X-Memfill-Store", &vlen);
+    if (!v) {
+        t->failed++;
+        *detail = "no X-Memfill-Store header in the answer (is this memfill?)";
+        *detail_len = strlen(*detail);
+        return WARM_FAILED;
+    }
+    *detail = v;
+    *detail_len = vlen;
+    if (vlen == 6 && memcmp(v, "stored", 6) == 0) {
+        t->stored++;
+        return WARM_STORED;
+    }
+    if (vlen > 5 && memcmp(v, "fail_", 5) == 0) {
+        t->failed++;
+        return WARM_FAILED;
+    }
+    t->skipped++;
+    for (int c = 0; c < STATS_N; c++) {
+        const char *n = stats_counter_name((enum stats_counter)c);
+        if (strlen(n) == vlen && memcmp(n, v, vlen) == 0) {
+            t->reasons[c]++;
+            return WARM_SKIPPED;
+        }
+    }
+    t->other_reasons++;
+    return WARM_SKIPPED;
+}
+
+void warm_tally_format(const struct warm_tally *t, struct buf *out)
+{
+    buf_printf(out, "warm: %zu requested, %zu stored, %zu skipped", t->requested, t->stored,
+               t->skipped);
+    int first = 1;
+    for (int c = 0; c < STATS_N; c++) {
+        if (!t->reasons[c])
+            continue;
+        const char *n = stats_counter_name((enum stats_counter)c);
+        if (strncmp(n, "skip_", 5) == 0)
+            n += 5;
+        buf_printf(out, "%s%s: %zu", first ? " (" : ", ", n, t->reasons[c]);
+        first = 0;
+    }
+    if (t->other_reasons) {
+        buf_printf(out, "%sother: %zu", first ? " (" : ", ", t->other_reasons);
+        first = 0;
+    }
+    if (!first)
+        buf_append_char(out, ')');
+    buf_printf(out, ", %zu failed", t->failed);
+}
+
+/* ---- options ---- */
+
+static int read_file(const char *path, struct buf *out)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f)
+        return -1;
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(out, chunk, n);
+    int bad = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (!out->data)
+        buf_append(out, "", 0);
+    return bad ? -1 : 0;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned *out)
+{
+    uint64_t v;
+    if (util_parse_u64(s, strlen(s), max, &v) < 0 || v == 0)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+void warm_opts_fini(struct warm_opts *o)
+{
+    warm_list_fini(&o->urls);
+}
+
+int warm_opts_parse(int argc, char **argv, struct warm_opts *o, FILE *err)
+{
+    memset(o, 0, sizeof *o);
+    o->concurrency = 4;
+    o->timeout_ms = 60000;
+    o->progress = -1;
+    warm_list_init(&o->urls);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (strcmp(a, "--from") == 0 || strcmp(a, "--sitemap") == 0) {
+            if (!has) {
+                fprintf(err, "memfillctl: warm: %s needs a FILE\n", a);
+                return EX_USAGE;
+            }
+            const char *path = argv[++i];
+            struct buf text = BUF_INIT;
+            if (read_file(path, &text) < 0) {
+                fprintf(err, "memfillctl: warm: cannot read %s: %s\n", path, strerror(errno));
+                buf_fini(&text);
+                return EX_NOINPUT;
+            }
+            size_t got = a[2] == 'f' ? warm_list_parse(text.data, text.len, &o->urls)
+                                     : warm_sitemap_parse(text.data, text.len, &o->urls);
+            buf_fini(&text);
+            if (got == 0)
+                fprintf(err, "memfillctl: warm: %s: no URLs found\n", path);
+        } else if (strcmp(a, "--concurrency") == 0 || strcmp(a, "-n") == 0) {
+            if (!has || parse_uint(argv[++i], 1024, &o->concurrency) < 0) {
+                fprintf(err, "memfillctl: warm: --concurrency: expected a number from 1 to "
+                             "1024\n");
+                return EX_USAGE;
+            }
+        } else if (strcmp(a, "--timeout") == 0) {
+            unsigned s;
+            if (!has || parse_uint(argv[++i], 86400, &s) < 0) {
+                fprintf(err, "memfillctl: warm: --timeout: expected seconds from 1 to 86400\n");
+                return EX_USAGE;
+            }
+            o->timeout_ms = s * 1000u;
+        } else if (strcmp(a, "--fastcgi") == 0) {
+            if (!has) {
+                fprintf(err, "memfillctl: warm: --fastcgi needs an address\n");
+                return EX_USAGE;
+            }
+            o->fastcgi = argv[++i];
+        } else if (strcmp(a, "--host") == 0) {
+            if (!has) {
+                fprintf(err, "memfillctl: warm: --host needs a host name\n");
+                return EX_USAGE;
+            }
+            o->host = argv[++i];
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+            o->verbose = 1;
+        } else if (strcmp(a, "--progress") == 0) {
+            o->progress = 1;
+        } else if (strcmp(a, "--no-progress") == 0) {
+            o->progress = 0;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(err, "memfillctl: warm: unknown option \"%s\"\n", a);
+            return EX_USAGE;
+        } else {
+            warm_list_add(&o->urls, a, strlen(a));
+        }
+    }
+    if (o->urls.n == 0) {
+        fprintf(err, "memfillctl: warm: expected URLs, --from FILE or --sitemap FILE\n");
+        return EX_USAGE;
+    }
+    return 0;
+}
+
+/* ---- the run ---- */
+
+struct run {
+    const struct warm_opts *o;
+    FILE *err;
+    struct warm_tally tally;
+    int bar;            /* a progress bar is on screen */
+    int bar_drawn;
+    size_t listed;      /* failure lines written */
+    uint64_t started_ms;
+    struct buf line;
+};
+
+#define MAX_LISTED 100
+
+static void clear_bar(struct run *r)
+{
+    if (r->bar && r->bar_drawn) {
+        fputs("\r\033[K", r->err);
+        r->bar_drawn = 0;
+    }
+}
+
+static void draw_bar(struct run *r, size_t total)
+{
+    const struct warm_tally *t = &r->tally;
+    uint64_t ms = util_now_ms() - r->started_ms;
+    double rate = ms ? (double)t->requested * 1000.0 / (double)ms : 0.0;
+    unsigned width = 30;
+    unsigned fill = total ? (unsigned)((double)width * (double)t->requested / (double)total) : 0;
+    char bar[64];
+    for (unsigned i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(r->err, "\r\033[Kwarm: [%s] %zu/%zu %.1f/s  stored %zu  skipped %zu  failed %zu", bar,
+            t->requested, total, rate, t->stored, t->skipped, t->failed);
+    fflush(r->err);
+    r->bar_drawn = 1;
+}
+
+static void note(struct run *r, const char *url, const char *what, const char *detail,
+                 size_t dlen, int status, uint64_t ms)
+{
+    clear_bar(r);
+    buf_reset(&r->line, 1 << 16);
+    log_escape(&r->line, url, strlen(url), 300);
+    struct buf d = BUF_INIT;
+    log_escape(&d, detail, dlen, 300);
+    if (status)
+        fprintf(r->err, "warm: %s %s: %d %s (%llu ms)\n", what, r->line.data, status, d.data,
+                (unsigned long long)ms);
+    else
+        fprintf(r->err, "warm: %s %s: %s\n", what, r->line.data, d.data);
+    buf_fini(&d);
+}
+
+static void on_done(void *ctx, const struct fcgiclient_result *res)
+{
+    struct run *r = ctx;
+    const char *url = res->udata;
+    const char *detail = "";
+    size_t dlen = 0;
+    enum warm_outcome oc = warm_tally_add(&r->tally, res, &detail, &dlen);
+    if (oc == WARM_FAILED) {
+        if (r->listed < MAX_LISTED)
+            note(r, url, "failed", detail, dlen, res->error ? 0 : res->status, res->elapsed_ms);
+        else if (r->listed == MAX_LISTED)
+            fprintf(r->err, "warm: further failures are not listed\n");
+        r->listed++;
+    } else if (r->o->verbose) {
+        note(r, url, oc == WARM_STORED ? "stored" : "skipped", detail, dlen, res->status,
+             res->elapsed_ms);
+    }
+}
+
+int warm_run(const struct config *cfg, const struct warm_opts *o, FILE *err)
+{
+    const char *addr = o->fastcgi ? o->fastcgi : cfg->listen;
+    if (!addr) {
+        fprintf(err, "memfillctl: warm: the config has no \"listen\" (memfill runs under "
+                     "spawn-fcgi): give --fastcgi ADDR, the address memfill answers on\n");
+        return EX_USAGE;
+    }
+    struct err e;
+    err_clear(&e);
+    struct key_pattern *key = key_pattern_compile(cfg->key, &e);
+    if (!key) {
+        fprintf(err, "%s: cache.key: %s\n", cfg->path, e.text);
+        return EX_CONFIG;
+    }
+    struct fcgiclient *c = fcgiclient_new(addr, o->timeout_ms, &e);
+    if (!c) {
+        fprintf(err, "memfillctl: warm: --fastcgi: %s\n", e.text);
+        key_pattern_free(key);
+        return EX_USAGE;
+    }
+    struct run r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    r.err = err;
+    r.started_ms = util_now_ms();
+    buf_init(&r.line);
+    r.bar = o->progress > 0 || (o->progress < 0 && isatty(fileno(err)));
+
+    size_t next = 0, total = o->urls.n;
+    uint64_t last_draw = 0;
+    while (next < total || fcgiclient_pending(c) > 0) {
+        while (next < total && fcgiclient_pending(c) < o->concurrency) {
+            const char *text = o->urls.items[next++];
+            struct warm_url u;
+            const char *why = NULL;
+            if (warm_url_parse(text, strlen(text), &u, &why) < 0) {
+                struct fcgiclient_result bad;
+                memset(&bad, 0, sizeof bad);
+                bad.udata = (void *)(uintptr_t)text;
+                bad.error = why;
+                on_done(&r, &bad);
+                continue;
+            }
+            struct warm_params p;
+            warm_params_build(key, &u, o->host, &p);
+            fcgiclient_start(c, p.p, p.n, (void *)(uintptr_t)text);
+            warm_params_fini(&p);
+            warm_url_fini(&u);
+        }
+        if (fcgiclient_poll(c, 100, on_done, &r) < 0) {
+            clear_bar(&r);
+            fprintf(err, "memfillctl: warm: poll: %s\n", strerror(errno));
+            break;
+        }
+        uint64_t now = util_now_ms();
+        if (r.bar && now - last_draw >= 100) {
+            draw_bar(&r, total);
+            last_draw = now;
+        }
+    }
+    if (r.bar)
+        draw_bar(&r, total);
+    clear_bar(&r);
+    buf_reset(&r.line, 1 << 16);
+    warm_tally_format(&r.tally, &r.line);
+    uint64_t ms = util_now_ms() - r.started_ms;
+    fprintf(err, "%s\n", r.line.data);
+    if (o->verbose)
+        fprintf(err, "warm: %llu ms, %.1f pages/s at concurrency %u\n", (unsigned long long)ms,
+                ms ? (double)r.tally.requested * 1000.0 / (double)ms : 0.0, o->concurrency);
+    int failed = r.tally.failed > 0 || r.tally.requested < total;
+    buf_fini(&r.line);
+    fcgiclient_free(c);
+    key_pattern_free(key);
+    return failed ? 1 : 0;
+}
