@@ -14,6 +14,7 @@
 #include "memfill/buf.h"
 #include "memfill/cidr.h"
 #include "memfill/jsonpos.h"
+#include "memfill/listen.h"
 #include "memfill/util.h"
 
 #include <errno.h>
@@ -100,6 +101,8 @@ static const struct config_key cache_keys[] = {
     {"max_item", T_ULONG, C(max_item), 0, 1ull << 30, 0, NULL, NULL},
     {"skip_uri", T_STRLIST, C(skip_uri), 0, 0, 0, NULL, NULL},
     {"skip_cookies", T_STRLIST, C(skip_cookies), 0, 0, 0, NULL, NULL},
+    {"lock_wait", T_UINT, C(lock_wait_ms), 0, 60000, 0, NULL, NULL},
+    {"lock_ttl", T_UINT, C(lock_ttl), 1, 3600, 10, NULL, NULL},
     END_KEYS,
 };
 
@@ -611,8 +614,15 @@ static int check_relations(struct loader *ld, struct config *cfg)
     }
     if (!(ld->flags & CONFIG_ALLOW_NO_ROUTES) && cfg->nroutes == 0)
         return fail(ld, "", 0, "routes: expected at least one route");
+    char lmsg[256];
+    if (cfg->listen && listen_check_spec(cfg->listen, lmsg, sizeof lmsg) < 0)
+        return fail(ld, "listen", 0, "%s", lmsg);
     if (cfg->listen_mode && (!cfg->listen || !util_starts_with(cfg->listen, "unix:")))
         return fail(ld, "listen_mode", 0, "applies only to a \"unix:/path\" listen socket");
+    if ((cfg->listen_owner || cfg->listen_group) &&
+        (!cfg->listen || !util_starts_with(cfg->listen, "unix:")))
+        return fail(ld, cfg->listen_owner ? "listen_owner" : "listen_group", 0,
+                    "applies only to a \"unix:/path\" listen socket");
     if (cfg->workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->workers = n > 0 ? (unsigned)n : 1;
@@ -629,7 +639,7 @@ struct config *config_load_string(const char *text, size_t len, const char *sour
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        err_set(err, source, je.line, je.column, "%s", je.text);
+        err_set(err, source, je.line, je.column > 0 ? je.column : 1, "%s", je.text);
         return NULL;
     }
     ld.jp = jsonpos_new(text, len);

@@ -2,15 +2,24 @@
  *
  * Under spawn-fcgi the socket arrives on fd 0 already bound; otherwise the
  * master binds "listen" before forking so every worker accepts on the same
- * socket. A stale unix socket file is removed only if it really is a
- * socket, never a regular file. */
+ * socket (the kernel's queue holds connections while workers come and go,
+ * which is what makes reloads and recycling lossless). Either way the
+ * socket is made non-blocking: workers poll it with their stop signals
+ * open and then accept, and a worker that loses the race to another gets
+ * EAGAIN instead of sleeping in accept() (see worker.c).
+ *
+ * A unix socket path is only replaced when nothing answers on it (a stale
+ * file from a crash), never when another server is live there, and never
+ * when it is not a socket. The file is created under a umask that already
+ * gives listen_mode, so it is never reachable with wider permissions, and
+ * it is removed at exit if it is still ours. */
 #include "config.h"
 
 #include "memfill/listen.h"
-#include "memfill/mcwriter.h"
 #include "memfill/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -23,6 +32,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* The unix socket file we created, to remove it at exit only if it is
+ * still ours. */
+static dev_t listen_dev;
+static ino_t listen_ino;
+static int listen_made_unix;
+
 int listen_fd_is_listening(int fd)
 {
     int v = 0;
@@ -30,30 +45,135 @@ int listen_fd_is_listening(int fd)
     return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v;
 }
 
+static int set_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* Splits an inet spec into a new host string ("" = any address) and a
+ * port; *family is AF_INET for "*:port" and ":port", else AF_UNSPEC.
+ * Returns 0, or -1 with msg filled. */
+static int parse_inet(const char *spec, char **host, unsigned *port, int *family, char *msg,
+                      size_t msglen)
+{
+    const char *colon;
+    *host = NULL;
+    *family = AF_UNSPEC;
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (!close || close == spec + 1 || close[1] != ':') {
+            snprintf(msg, msglen, "expected \"[v6 address]:port\", got \"%s\"", spec);
+            return -1;
+        }
+        *host = xstrndup(spec + 1, (size_t)(close - spec - 1));
+        colon = close + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (!colon || strchr(spec, ':') != colon) {
+            snprintf(msg, msglen,
+                     "expected \"host:port\", \"[v6]:port\", \"*:port\" or \"unix:/path\", got "
+                     "\"%s\"",
+                     spec);
+            return -1;
+        }
+        if ((colon == spec + 1 && spec[0] == '*') || colon == spec) {
+            *host = xstrdup("");
+            *family = AF_INET;
+        } else {
+            *host = xstrndup(spec, (size_t)(colon - spec));
+        }
+    }
+    uint64_t p = 0;
+    if (util_parse_u64(colon + 1, strlen(colon + 1), 65535, &p) < 0 || p == 0) {
+        snprintf(msg, msglen, "expected a port from 1 to 65535 after ':', got \"%s\"", spec);
+        free(*host);
+        *host = NULL;
+        return -1;
+    }
+    *port = (unsigned)p;
+    return 0;
+}
+
+int listen_check_spec(const char *spec, char *msg, size_t msglen)
+{
+    if (util_starts_with(spec, "unix:")) {
+        const char *path = spec + 5;
+        struct sockaddr_un sa;
+        if (path[0] != '/') {
+            snprintf(msg, msglen, "expected an absolute path after \"unix:\", got \"%s\"", spec);
+            return -1;
+        }
+        if (strlen(path) >= sizeof sa.sun_path) {
+            snprintf(msg, msglen, "socket path is longer than %zu bytes",
+                     sizeof sa.sun_path - 1);
+            return -1;
+        }
+        return 0;
+    }
+    char *host;
+    unsigned port;
+    int family;
+    if (parse_inet(spec, &host, &port, &family, msg, msglen) < 0)
+        return -1;
+    free(host);
+    return 0;
+}
+
+/* Returns 1 when a server accepts connections on the unix socket path. */
+static int unix_socket_alive(const struct sockaddr_un *sa)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int alive = connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0;
+    close(fd);
+    return alive;
+}
+
 static int open_unix(const struct config *cfg, const char *path, struct err *err)
 {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sa.sun_path) {
-        err_set(err, cfg->path, 0, 0, "listen: socket path is too long");
+    memcpy(sa.sun_path, path, strlen(path)); /* length checked by listen_check_spec */
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            err_set(err, cfg->path, 0, 0, "listen: %s exists and is not a socket", path);
+            return -1;
+        }
+        if (unix_socket_alive(&sa)) {
+            err_set(err, cfg->path, 0, 0, "listen: %s: another server is listening there",
+                    path);
+            return -1;
+        }
+        unlink(path); /* stale, left by a process that died */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        err_set(err, cfg->path, 0, 0, "listen: socket: %s", strerror(errno));
         return -1;
     }
-    memcpy(sa.sun_path, path, strlen(path));
-    struct stat st;
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        err_set(err, cfg->path, 0, 0, "listen: cannot bind %s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    /* Create the file with listen_mode already (or 0666 & ~umask). */
+    mode_t old = cfg->listen_mode ? umask((mode_t)(~cfg->listen_mode & 0777)) : 0;
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    int e = errno;
+    if (cfg->listen_mode)
+        umask(old);
+    if (rc < 0) {
+        err_set(err, cfg->path, 0, 0, "listen: cannot bind %s: %s", path, strerror(e));
+        close(fd);
         return -1;
+    }
+    if (stat(path, &st) == 0) {
+        listen_dev = st.st_dev;
+        listen_ino = st.st_ino;
+        listen_made_unix = 1;
     }
     if (cfg->listen_mode && chmod(path, cfg->listen_mode) < 0) {
         err_set(err, cfg->path, 0, 0, "listen_mode: chmod %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
+        goto fail;
     }
     if (cfg->listen_owner || cfg->listen_group) {
         uid_t uid = (uid_t)-1;
@@ -62,8 +182,7 @@ static int open_unix(const struct config *cfg, const char *path, struct err *err
             struct passwd *pw = getpwnam(cfg->listen_owner);
             if (!pw) {
                 err_set(err, cfg->path, 0, 0, "listen_owner: no user \"%s\"", cfg->listen_owner);
-                close(fd);
-                return -1;
+                goto fail;
             }
             uid = pw->pw_uid;
         }
@@ -72,44 +191,37 @@ static int open_unix(const struct config *cfg, const char *path, struct err *err
             if (!gr) {
                 err_set(err, cfg->path, 0, 0, "listen_group: no group \"%s\"",
                         cfg->listen_group);
-                close(fd);
-                return -1;
+                goto fail;
             }
             gid = gr->gr_gid;
         }
         if (chown(path, uid, gid) < 0) {
-            err_set(err, cfg->path, 0, 0, "listen_owner: chown %s: %s", path, strerror(errno));
-            close(fd);
-            return -1;
+            err_set(err, cfg->path, 0, 0, "%s: chown %s: %s",
+                    cfg->listen_owner ? "listen_owner" : "listen_group", path, strerror(errno));
+            goto fail;
         }
     }
     return fd;
+fail:
+    close(fd);
+    unlink(path);
+    listen_made_unix = 0;
+    return -1;
 }
 
 static int open_inet(const struct config *cfg, struct err *err)
 {
     char *host;
     unsigned port;
-    int is_unix;
-    const char *spec = cfg->listen;
-    if (util_starts_with(spec, "*:"))
-        spec += 1; /* ":port" → any address, handled below */
-    if (spec[0] == ':') {
-        host = xstrdup("");
-        uint64_t p;
-        if (util_parse_u64(spec + 1, strlen(spec + 1), 65535, &p) < 0 || p == 0) {
-            free(host);
-            err_set(err, cfg->path, 0, 0, "listen: expected host:port, got \"%s\"", cfg->listen);
-            return -1;
-        }
-        port = (unsigned)p;
-    } else if (mcwriter_split_address(spec, &host, &port, &is_unix) < 0 || !strchr(spec, ':')) {
-        err_set(err, cfg->path, 0, 0, "listen: expected host:port, got \"%s\"", cfg->listen);
+    int family;
+    char msg[256];
+    if (parse_inet(cfg->listen, &host, &port, &family, msg, sizeof msg) < 0) {
+        err_set(err, cfg->path, 0, 0, "listen: %s", msg);
         return -1;
     }
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
+    hints.ai_family = family;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     char portstr[8];
@@ -121,40 +233,71 @@ static int open_inet(const struct config *cfg, struct err *err)
                 gai_strerror(gai));
         return -1;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd >= 0)
+    int fd = -1, e = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            e = errno;
+            continue;
+        }
+        int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0) {
-        err_set(err, cfg->path, 0, 0, "listen: cannot bind %s: %s", cfg->listen,
-                strerror(errno));
-        if (fd >= 0)
+        /* "[::]:port" means IPv6 only, as in nginx; "*:port" is IPv4. */
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+            e = errno;
             close(fd);
-        freeaddrinfo(res);
-        return -1;
+            fd = -1;
+        }
     }
     freeaddrinfo(res);
+    if (fd < 0)
+        err_set(err, cfg->path, 0, 0, "listen: cannot bind %s: %s", cfg->listen, strerror(e));
     return fd;
 }
 
 int listen_open(const struct config *cfg, struct err *err)
 {
-    if (listen_fd_is_listening(0))
+    if (listen_fd_is_listening(0)) {
+        if (set_nonblocking(0) < 0) {
+            err_set(err, cfg->path, 0, 0, "listen: fd 0: %s", strerror(errno));
+            return -1;
+        }
         return 0;
+    }
     if (!cfg->listen) {
         err_set(err, cfg->path, 0, 0,
                 "listen: not set, and fd 0 is not a listening socket (start memfill under "
                 "spawn-fcgi, or set \"listen\")");
         return -1;
     }
-    int fd = util_starts_with(cfg->listen, "unix:") ? open_unix(cfg, cfg->listen + 5, err)
-                                                    : open_inet(cfg, err);
+    char msg[256];
+    if (listen_check_spec(cfg->listen, msg, sizeof msg) < 0) {
+        err_set(err, cfg->path, 0, 0, "listen: %s", msg);
+        return -1;
+    }
+    int is_unix = util_starts_with(cfg->listen, "unix:");
+    int fd = is_unix ? open_unix(cfg, cfg->listen + 5, err) : open_inet(cfg, err);
     if (fd < 0)
         return -1;
-    if (listen(fd, (int)cfg->backlog) < 0) {
+    if (listen(fd, (int)cfg->backlog) < 0 || set_nonblocking(fd) < 0) {
         err_set(err, cfg->path, 0, 0, "listen: %s: %s", cfg->listen, strerror(errno));
-        close(fd);
+        listen_close(fd, cfg->listen);
         return -1;
     }
     return fd;
+}
+
+void listen_close(int fd, const char *spec)
+{
+    if (fd > 0)
+        close(fd);
+    if (fd <= 0 || !spec || !util_starts_with(spec, "unix:") || !listen_made_unix)
+        return;
+    struct stat st;
+    if (lstat(spec + 5, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == listen_dev &&
+        st.st_ino == listen_ino)
+        unlink(spec + 5);
+    listen_made_unix = 0;
 }

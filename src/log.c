@@ -104,7 +104,8 @@ int log_fd(void)
     return log_fd_;
 }
 
-static void log_vwrite(enum log_level level, const char *fmt, va_list ap, int errnum)
+/* level < 0 writes the "access" label (log_access). */
+static void log_vwrite(int level, const char *fmt, va_list ap, int errnum)
 {
     char line[2048];
     struct timeval tv;
@@ -114,7 +115,7 @@ static void log_vwrite(enum log_level level, const char *fmt, va_list ap, int er
     int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %ld %c %s: ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                      tm.tm_sec, (int)(tv.tv_usec / 1000), (long)getpid(), log_role_,
-                     log_level_name(level));
+                     level < 0 ? "access" : log_level_name((enum log_level)level));
     size_t len = (size_t)n;
     int m = vsnprintf(line + len, sizeof line - len, fmt, ap);
     if (m > 0)
@@ -138,7 +139,17 @@ void log_msg(enum log_level level, const char *fmt, ...)
     int saved = errno;
     va_list ap;
     va_start(ap, fmt);
-    log_vwrite(level, fmt, ap, 0);
+    log_vwrite((int)level, fmt, ap, 0);
+    va_end(ap);
+    errno = saved;
+}
+
+void log_access(const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(-1, fmt, ap, 0);
     va_end(ap);
     errno = saved;
 }
@@ -150,7 +161,7 @@ void log_perr(enum log_level level, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    log_vwrite(level, fmt, ap, saved);
+    log_vwrite((int)level, fmt, ap, saved);
     va_end(ap);
     errno = saved;
 }
@@ -175,7 +186,8 @@ const char *log_escape(struct buf *out, const void *p, size_t n, size_t max)
     }
     if (n > lim)
         buf_append_str(out, "...");
-    if (!out->data)
-        buf_append(out, "", 0);
+    /* Always terminate: with nothing appended, buf_reserve above may have
+     * just allocated, leaving data unterminated. */
+    buf_append(out, "", 0);
     return out->data;
 }

@@ -4,7 +4,14 @@
  *   memfill -t -c FILE       check the config and everything built from it
  *   memfill --print-config -c FILE
  *   memfill -V
- * Exit codes follow sysexits: 64 usage, 78 config, 71 OS errors. */
+ * Exit codes follow sysexits: 64 usage, 78 config, 71 OS errors, 73 log
+ * or pid file not writable, 77 user/group cannot be taken.
+ *
+ * Start-up order: load and build the whole site (so -t checks exactly what
+ * would run), open the log, open or inherit the socket, write the pid
+ * file, then drop to user/group (root is needed for the first three when
+ * they live in privileged places), then the master. Always foreground:
+ * systemd, runit or spawn-fcgi -n supervise the master. */
 #include "config.h"
 
 #include "memfill/config.h"
@@ -12,6 +19,7 @@
 #include "memfill/log.h"
 #include "memfill/master.h"
 #include "memfill/site.h"
+#include "memfill/util.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -35,8 +43,12 @@ static void usage(FILE *out)
 
 static int drop_privileges(const struct config *cfg)
 {
-    if (geteuid() != 0 || (!cfg->user && !cfg->group))
+    if (geteuid() != 0)
         return 0;
+    if (!cfg->user && !cfg->group) {
+        log_warn("running as root: set \"user\" (and \"group\") so workers do not");
+        return 0;
+    }
     struct passwd *pw = cfg->user ? getpwnam(cfg->user) : NULL;
     if (cfg->user && !pw) {
         fprintf(stderr, "memfill: user: no user \"%s\"\n", cfg->user);
@@ -51,6 +63,10 @@ static int drop_privileges(const struct config *cfg)
         }
         gid = gr->gr_gid;
     }
+    /* The log file was opened as root: hand it over, so a reopen after
+     * rotation (SIGUSR1) can still write to it. */
+    if (log_fd() > 2 && fchown(log_fd(), pw ? pw->pw_uid : (uid_t)-1, gid) < 0)
+        log_perr(LOG_WARN, "log.file: cannot hand the log file to the user");
     if (setgid(gid) < 0 || (pw && initgroups(pw->pw_name, gid) < 0) ||
         (!pw && setgroups(0, NULL) < 0) || (pw && setuid(pw->pw_uid) < 0)) {
         fprintf(stderr, "memfill: cannot drop privileges: %s\n", strerror(errno));
@@ -59,13 +75,26 @@ static int drop_privileges(const struct config *cfg)
     return 0;
 }
 
+/* Writes the master's pid (the process to signal) with a rename, so a
+ * reader never sees a half-written file. */
 static int write_pid_file(const char *path)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "%ld\n", (long)getpid());
-    return fclose(f);
+    size_t n = strlen(path) + 8;
+    char *tmp = xmalloc(n);
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int rc = -1;
+    if (f) {
+        fprintf(f, "%ld\n", (long)getpid());
+        if (fclose(f) == 0 && rename(tmp, path) == 0)
+            rc = 0;
+    }
+    int saved = errno;
+    if (rc < 0)
+        unlink(tmp);
+    free(tmp);
+    errno = saved;
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -130,21 +159,27 @@ int main(int argc, char **argv)
         site_free(site);
         return EX_OSERR;
     }
-    if (site->cfg->pid_file && write_pid_file(site->cfg->pid_file) < 0) {
-        fprintf(stderr, "memfill: pid_file: cannot write %s: %s\n", site->cfg->pid_file,
-                strerror(errno));
+    /* Kept past master_run, which owns (and may replace) the site. */
+    char *listen_spec = fd > 0 && site->cfg->listen ? xstrdup(site->cfg->listen) : NULL;
+    char *pid_file = site->cfg->pid_file ? xstrdup(site->cfg->pid_file) : NULL;
+    if (pid_file && write_pid_file(pid_file) < 0) {
+        fprintf(stderr, "memfill: pid_file: cannot write %s: %s\n", pid_file, strerror(errno));
+        listen_close(fd, listen_spec);
         site_free(site);
         return EX_CANTCREAT;
     }
     if (drop_privileges(site->cfg) < 0) {
+        if (pid_file)
+            unlink(pid_file);
+        listen_close(fd, listen_spec);
         site_free(site);
         return EX_NOPERM;
     }
-    char *pid_file = site->cfg->pid_file ? strdup(site->cfg->pid_file) : NULL;
     int rc = master_run(site, path, fd);
-    if (pid_file) {
-        unlink(pid_file);
-        free(pid_file);
-    }
+    listen_close(fd, listen_spec);
+    if (pid_file)
+        unlink(pid_file); /* may fail after the drop: a stale file names a dead pid */
+    free(pid_file);
+    free(listen_spec);
     return rc;
 }

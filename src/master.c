@@ -1,11 +1,13 @@
 /* master.c - the pre-fork supervisor.
  *
- * Shape (lighttpd's server_main_setup_workers, with sigtimedwait): every
- * signal the master cares about is blocked and collected synchronously by
- * sigtimedwait() with a short timeout, so there are no handlers, no
- * EINTR races and no busy loop; each wake-up reaps children, respawns what
- * is missing (with backoff), enforces request_timeout from the scoreboard,
- * and acts on the signals:
+ * Shape (lighttpd's server_main_setup_workers, made synchronous): every
+ * signal the master cares about is blocked and read from a signalfd, which
+ * one poll() watches together with the status listener, with a timeout of
+ * at most TICK_MS; so there are no handlers, no EINTR races and no busy
+ * loop, and a status request is answered at once. Each wake-up reads the
+ * signals, reaps children, respawns what is missing (with backoff),
+ * enforces request_timeout from the scoreboard (so a kill lands at most
+ * TICK_MS late), and acts on the signals:
  *   SIGTERM/SIGINT/SIGQUIT  graceful stop: workers get SIGTERM, finish their
  *                           request and exit; after shutdown_timeout, or on
  *                           a second signal, SIGKILL.
@@ -14,10 +16,15 @@
  *                           retire the old one gracefully; on failure log
  *                           file:line:col and keep serving.
  *   SIGUSR1                 reopen the log, and forward to the workers.
- * A worker that dies abnormally is respawned after a backoff that doubles
- * (up to 10 s) while deaths keep coming; K abnormal deaths within T
- * seconds trip the crash-storm guard: respawns slow to one per
- * CRASH_SLOW_MS and a loud line is logged. */
+ * A worker that dies abnormally (a signal, or a non-zero exit; not a kill
+ * by request_timeout) is replaced at once if it is the only death in the
+ * last CRASH_WINDOW_MS; further deaths in the window delay the next
+ * respawn by 50 ms, 100 ms, ... up to BACKOFF_MAX_MS. K deaths within the
+ * window (K = the larger of CRASH_MIN_DEATHS and "workers": every worker
+ * crashed about once) trip the crash-storm guard: one respawn per
+ * CRASH_SLOW_MS and a loud "CRASH STORM" line, until a whole window passes
+ * without a death. Workers die with the master: PR_SET_PDEATHSIG (see
+ * worker.c). */
 #include "config.h"
 
 #include "memfill/master.h"
@@ -29,18 +36,21 @@
 #include "memfill/worker.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define CRASH_WINDOW_MS 10000
-#define CRASH_THRESHOLD 10
+#define CRASH_MIN_DEATHS 5
 #define CRASH_SLOW_MS 5000
-#define BACKOFF_MAX_MS 10000
+#define BACKOFF_FIRST_MS 50
+#define BACKOFF_MAX_MS 2000
 #define TICK_MS 200
 
 struct child {
@@ -48,6 +58,7 @@ struct child {
     unsigned generation; /* site generation it serves */
     uint64_t born_ms;
     int retiring;        /* sent SIGTERM as part of a reload or stop */
+    int killed;          /* SIGKILLed by request_timeout: not a crash */
 };
 
 struct master {
@@ -61,9 +72,12 @@ struct master {
     size_t nslots;
     uint64_t respawn_at_ms;  /* no spawn before this (backoff) */
     unsigned backoff_ms;
-    uint64_t crash_times[CRASH_THRESHOLD];
+    uint64_t *crash_times;   /* ring of the last ncrash abnormal deaths */
+    size_t ncrash;
     size_t crash_next;
+    uint64_t last_crash_ms;
     int storm;
+    int sigfd;               /* signalfd of the blocked signals */
     int stopping;            /* 0, 1 graceful, 2 immediate */
     uint64_t stop_deadline_ms;
     struct statusd *statusd; /* admin.listen, served here so it answers under load */
@@ -109,6 +123,8 @@ static int spawn(struct master *m)
         return -1;
     }
     if (pid == 0) {
+        /* Master-only descriptors go first (STYLE 25). */
+        close(m->sigfd);
         if (m->statusd)
             close(statusd_fd(m->statusd));
         worker_run(m->site, m->listen_fd, m->stats, slot, limit, m->pid);
@@ -117,29 +133,50 @@ static int spawn(struct master *m)
     m->children[slot].generation = m->generation;
     m->children[slot].born_ms = util_now_ms();
     m->children[slot].retiring = 0;
+    m->children[slot].killed = 0;
     stats_slot(m->stats, slot)->pid = pid;
     return 0;
+}
+
+/* Abnormal deaths within the window that trip the crash-storm guard. */
+static size_t crash_threshold(const struct master *m)
+{
+    size_t k = m->site->cfg->workers;
+    if (k < CRASH_MIN_DEATHS)
+        k = CRASH_MIN_DEATHS;
+    return k < m->ncrash ? k : m->ncrash;
 }
 
 static void note_abnormal(struct master *m, uint64_t now)
 {
     stats_master(m->stats)->abnormal_exits++;
     m->crash_times[m->crash_next] = now;
-    m->crash_next = (m->crash_next + 1) % CRASH_THRESHOLD;
-    uint64_t oldest = m->crash_times[m->crash_next];
-    if (oldest && now - oldest < CRASH_WINDOW_MS) {
+    m->crash_next = (m->crash_next + 1) % m->ncrash;
+    m->last_crash_ms = now;
+    size_t recent = 0;
+    for (size_t i = 0; i < m->ncrash; i++)
+        if (m->crash_times[i] && now - m->crash_times[i] < CRASH_WINDOW_MS)
+            recent++;
+    size_t k = crash_threshold(m);
+    if (recent >= k) {
         if (!m->storm)
-            log_error("CRASH STORM: %d workers died abnormally within %d s; respawning one "
-                      "every %d s until it calms down (check the log above for the cause)",
-                      CRASH_THRESHOLD, CRASH_WINDOW_MS / 1000, CRASH_SLOW_MS / 1000);
+            log_error("CRASH STORM: %zu workers died abnormally within %d s; respawning only "
+                      "one every %d s until %d s pass without a crash (the cause is in the "
+                      "lines above)",
+                      recent, CRASH_WINDOW_MS / 1000, CRASH_SLOW_MS / 1000,
+                      CRASH_WINDOW_MS / 1000);
         m->storm = 1;
         m->backoff_ms = CRASH_SLOW_MS;
+    } else if (recent <= 1) {
+        m->backoff_ms = 0; /* a lone crash: replace it at once */
     } else {
-        m->backoff_ms = m->backoff_ms ? m->backoff_ms * 2 : 100;
-        if (m->backoff_ms > BACKOFF_MAX_MS)
-            m->backoff_ms = BACKOFF_MAX_MS;
+        unsigned b = BACKOFF_FIRST_MS;
+        for (size_t i = 2; i < recent && b < BACKOFF_MAX_MS; i++)
+            b *= 2;
+        m->backoff_ms = b < BACKOFF_MAX_MS ? b : BACKOFF_MAX_MS;
     }
-    m->respawn_at_ms = now + m->backoff_ms;
+    if (now + m->backoff_ms > m->respawn_at_ms)
+        m->respawn_at_ms = now + m->backoff_ms;
 }
 
 static void reap(struct master *m)
@@ -155,17 +192,20 @@ static void reap(struct master *m)
         struct child *c = &m->children[i];
         uint64_t now = util_now_ms();
         int abnormal = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
-        if (abnormal && !c->retiring && !m->stopping) {
+        if (c->killed) {
+            /* request_timeout: logged when killed; replaced at once. */
+        } else if (abnormal && !c->retiring && !m->stopping) {
             if (WIFSIGNALED(status))
-                log_error("worker %ld died from signal %d after %llu ms", (long)pid,
-                          WTERMSIG(status), (unsigned long long)(now - c->born_ms));
+                log_error("worker %ld died from signal %d (%s) after %llu ms", (long)pid,
+                          WTERMSIG(status), strsignal(WTERMSIG(status)),
+                          (unsigned long long)(now - c->born_ms));
             else
-                log_error("worker %ld exited with status %d", (long)pid, WEXITSTATUS(status));
+                log_error("worker %ld exited with status %d after %llu ms", (long)pid,
+                          WEXITSTATUS(status), (unsigned long long)(now - c->born_ms));
             note_abnormal(m, now);
-        } else if (!abnormal && !c->retiring && !m->stopping) {
-            /* recycled after max_requests */
-            if (m->storm == 0)
-                m->backoff_ms = 0;
+        } else if (abnormal && WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) {
+            log_warn("worker %ld died from signal %d (%s) while stopping", (long)pid,
+                     WTERMSIG(status), strsignal(WTERMSIG(status)));
         }
         if (!c->retiring && !m->stopping)
             stats_master(m->stats)->restarts++;
@@ -179,24 +219,28 @@ static void respawn(struct master *m)
     if (m->stopping)
         return;
     uint64_t now = util_now_ms();
+    /* Calm again: a full window without a crash ends the storm. */
+    if (m->last_crash_ms && now - m->last_crash_ms > CRASH_WINDOW_MS &&
+        (m->storm || m->backoff_ms)) {
+        if (m->storm)
+            log_warn("crash storm over: normal respawning resumes");
+        m->storm = 0;
+        m->backoff_ms = 0;
+        m->respawn_at_ms = 0;
+    }
     if (now < m->respawn_at_ms)
         return;
     while (live_workers(m, 1) < m->site->cfg->workers) {
         if (spawn(m) < 0)
             break;
+        if (m->storm)
+            log_warn("crash storm: started one worker; %zu of %u running", live_workers(m, 1),
+                     m->site->cfg->workers);
         if (m->backoff_ms) {
             /* Under backoff, one worker per period. */
             m->respawn_at_ms = now + m->backoff_ms;
             break;
         }
-    }
-    /* Calm again: a full window without a crash ends the storm. */
-    uint64_t last = m->crash_times[(m->crash_next + CRASH_THRESHOLD - 1) % CRASH_THRESHOLD];
-    if (last && now - last > CRASH_WINDOW_MS && (m->storm || m->backoff_ms)) {
-        if (m->storm)
-            log_warn("crash storm over: normal respawning resumes");
-        m->storm = 0;
-        m->backoff_ms = 0;
     }
 }
 
@@ -219,6 +263,7 @@ static void enforce_timeouts(struct master *m)
                       "(%u s)",
                       (long)m->children[i].pid, uri, (unsigned long long)(now - started), limit);
             kill(m->children[i].pid, SIGKILL);
+            m->children[i].killed = 1;
             stats_master(m->stats)->timeouts_killed++;
             s->state = STATS_STATE_EXITING;
         }
@@ -257,6 +302,37 @@ static struct site *build_site(struct master *m, const char *why)
 
 static void apply_site(struct master *m, struct site *site);
 
+static int str_differs(const char *a, const char *b)
+{
+    return (!a != !b) || (a && strcmp(a, b) != 0);
+}
+
+/* Settings used once at start-up (before the privilege drop): a reload
+ * cannot apply them, so say so instead of silently ignoring them. */
+static void warn_restart_only(const struct config *old, const struct config *cur)
+{
+    const char *changed[8];
+    size_t n = 0;
+    if (str_differs(old->listen, cur->listen))
+        changed[n++] = "listen";
+    if (old->listen_mode != cur->listen_mode)
+        changed[n++] = "listen_mode";
+    if (str_differs(old->listen_owner, cur->listen_owner))
+        changed[n++] = "listen_owner";
+    if (str_differs(old->listen_group, cur->listen_group))
+        changed[n++] = "listen_group";
+    if (old->backlog != cur->backlog)
+        changed[n++] = "backlog";
+    if (str_differs(old->user, cur->user))
+        changed[n++] = "user";
+    if (str_differs(old->group, cur->group))
+        changed[n++] = "group";
+    if (str_differs(old->pid_file, cur->pid_file))
+        changed[n++] = "pid_file";
+    for (size_t i = 0; i < n; i++)
+        log_warn("reload: \"%s\" changed; it takes effect at the next restart", changed[i]);
+}
+
 static void reload(struct master *m)
 {
     log_info("reloading %s", m->config_path);
@@ -273,10 +349,7 @@ static void apply_site(struct master *m, struct site *site)
                  site->cfg->workers, m->nslots, m->nslots / 2);
     if (site->cfg->workers * 2 > m->nslots)
         site->cfg->workers = (unsigned)(m->nslots / 2);
-    if ((site->cfg->listen && m->site->cfg->listen &&
-         strcmp(site->cfg->listen, m->site->cfg->listen) != 0) ||
-        (!site->cfg->listen != !m->site->cfg->listen))
-        log_warn("reload: \"listen\" changed; the socket is kept until a restart");
+    warn_restart_only(m->site->cfg, site->cfg);
     if (log_open(site->cfg->log_file, site->cfg->log_level, 'M') < 0)
         log_perr(LOG_ERROR, "reload: cannot open log %s", site->cfg->log_file);
     struct site *old = m->site;
@@ -357,6 +430,18 @@ static void discovery_tick(struct master *m)
     discovery_result_fini(&r);
 }
 
+/* How long poll may sleep: TICK_MS, or less when a respawn or the
+ * shutdown deadline comes sooner. */
+static int wait_ms(const struct master *m)
+{
+    uint64_t now = util_now_ms(), t = TICK_MS;
+    if (m->respawn_at_ms > now && m->respawn_at_ms - now < t)
+        t = m->respawn_at_ms - now;
+    if (m->stopping == 1 && m->stop_deadline_ms > now && m->stop_deadline_ms - now < t)
+        t = m->stop_deadline_ms - now + 1;
+    return (int)t;
+}
+
 static void begin_stop(struct master *m, int sig)
 {
     if (m->stopping) {
@@ -390,6 +475,9 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
     }
     stats_master(m.stats)->started_unix = (uint64_t)time(NULL);
     m.children = xcalloc(m.nslots, sizeof *m.children);
+    /* Room for the deaths of every slot, at least CRASH_MIN_DEATHS. */
+    m.ncrash = m.nslots > CRASH_MIN_DEATHS ? m.nslots : CRASH_MIN_DEATHS;
+    m.crash_times = xcalloc(m.ncrash, sizeof *m.crash_times);
     srand((unsigned)(m.pid ^ time(NULL)));
 
     sigset_t set;
@@ -399,6 +487,16 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
         sigaddset(&set, sigs[i]);
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN); /* the workers' "master died" signal */
+    m.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (m.sigfd < 0) {
+        log_perr(LOG_ERROR, "signalfd");
+        free(m.crash_times);
+        free(m.children);
+        stats_free(m.stats);
+        site_free(site);
+        return 71;
+    }
 
     log_info("memfill %s: master %ld starting %u workers", PACKAGE_VERSION, (long)m.pid,
              site->cfg->workers);
@@ -411,21 +509,27 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
     }
     respawn(&m);
     for (;;) {
-        /* A shorter tick while the status listener is open: status requests
-         * are answered from this loop. */
-        struct timespec tick = {0, (m.statusd ? 50 : TICK_MS) * 1000000L};
-        siginfo_t info;
-        int sig = sigtimedwait(&set, &info, &tick);
-        reap(&m);
-        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
-            begin_stop(&m, sig);
-        else if (sig == SIGHUP && !m.stopping)
-            reload(&m);
-        else if (sig == SIGUSR1) {
-            if (log_reopen() < 0)
-                log_perr(LOG_ERROR, "cannot reopen the log");
-            signal_workers(&m, SIGUSR1, 0);
+        struct pollfd pfd[2] = {{m.sigfd, POLLIN, 0},
+                                {m.statusd ? statusd_fd(m.statusd) : -1, POLLIN, 0}};
+        if (poll(pfd, 2, wait_ms(&m)) < 0 && errno != EINTR) {
+            log_perr(LOG_ERROR, "poll");
+            sleep(1); /* never spin, whatever went wrong */
         }
+        struct signalfd_siginfo ssi;
+        while (read(m.sigfd, &ssi, sizeof ssi) == (ssize_t)sizeof ssi) {
+            int sig = (int)ssi.ssi_signo;
+            if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
+                begin_stop(&m, sig);
+            else if (sig == SIGHUP && !m.stopping)
+                reload(&m);
+            else if (sig == SIGUSR1) {
+                log_info("SIGUSR1: reopening the log");
+                if (log_reopen() < 0)
+                    log_perr(LOG_ERROR, "cannot reopen the log");
+                signal_workers(&m, SIGUSR1, 0);
+            }
+        }
+        reap(&m);
         if (m.stopping) {
             if (live_workers(&m, 0) == 0)
                 break;
@@ -444,14 +548,16 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
                             status_count_state(m.stats, STATS_STATE_STORING);
             if (busy >= m.site->cfg->workers)
                 m.max_active_reached++;
-            struct status_info si = {m.pid, m.site->cfg, m.listen_fd, m.generation,
+            struct status_info sinfo = {m.pid, m.site->cfg, m.listen_fd, m.generation,
                                      m.max_active_reached};
-            statusd_serve(m.statusd, m.stats, &si);
+            statusd_serve(m.statusd, m.stats, &sinfo);
         }
     }
     statusd_free(m.statusd);
     set_discovered(&m, NULL, 0);
     log_info("master %ld stopped", (long)m.pid);
+    close(m.sigfd);
+    free(m.crash_times);
     free(m.children);
     stats_free(m.stats);
     site_free(m.site);

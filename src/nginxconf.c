@@ -112,6 +112,8 @@ int nginxconf_render(const struct config *cfg, const struct nginxconf_opts *opts
     if (cfg->gzip_flag) {
         buf_printf(out, "        memcached_gzip_flag %u;\n", (unsigned)cfg->gzip_flag);
         buf_append_str(out, "        gunzip on;\n");
+        /* the hit's encoding depends on Accept-Encoding: tell caches */
+        buf_append_str(out, "        gzip_vary on;\n");
     }
     if (list) {
         buf_printf(out,

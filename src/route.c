@@ -176,8 +176,10 @@ int route_expand(const struct route_match *m, const char *pattern, struct buf *o
         name[nl] = '\0';
         size_t vl;
         const char *v = route_match_get(m, name, &vl);
+        /* A lone "." is refused too: next to a literal '.' or another
+         * capture ("{a}." or "{a}{b}") it would make a ".." component. */
         if (!v || vl == 0 || memchr(v, '/', vl) || memchr(v, '\0', vl) ||
-            (vl >= 2 && memmem(v, vl, "..", 2)))
+            (vl >= 2 && memmem(v, vl, "..", 2)) || (vl == 1 && v[0] == '.'))
             return -1;
         buf_append(out, v, vl);
         p = close + 1;

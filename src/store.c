@@ -10,11 +10,14 @@
  * order of the checks fixes which reason is counted when several apply.
  * With cache.gzip_flag the value is stored gzip-compressed with that flag
  * bit set (nginx's memcached_gzip_flag); the miss itself is answered
- * identity, and the item size limit applies to the compressed size. */
+ * identity, and the item size limit applies to the compressed size.
+ * Routes with "srcache": true store the whole response in srcache's format
+ * (srcache.h) and, like srcache_store, also keep 301, 302, 307 and 308. */
 #include "config.h"
 
 #include "memfill/store.h"
 #include "memfill/key.h"
+#include "memfill/srcache.h"
 #include "memfill/util.h"
 
 #include <string.h>
@@ -26,6 +29,7 @@ void store_job_init(struct store_job *job)
     memset(job, 0, sizeof *job);
     buf_init(&job->raw_key);
     buf_init(&job->esc_key);
+    buf_init(&job->value);
     job->node = -1;
 }
 
@@ -33,6 +37,7 @@ void store_job_fini(struct store_job *job)
 {
     buf_fini(&job->raw_key);
     buf_fini(&job->esc_key);
+    buf_fini(&job->value);
 }
 
 void store_request_key(const struct site *site, const struct request *req, struct buf *raw,
@@ -112,15 +117,40 @@ static unsigned pick_ttl(const struct config *cfg, const struct config_route *ro
     return (unsigned)ttl;
 }
 
-void store_prepare(const struct site *site, const struct request *req, size_t route,
-                   const struct response *resp, struct store_job *job)
+/* The refusals known from the request alone, in two groups: those checked
+ * before the response's and those checked after (the order fixes which
+ * reason is counted when several apply). STATS_STORED = no refusal. */
+static int refuse_early(const struct site *site, const struct request *req,
+                        const struct config_route *r)
 {
-    const struct config *cfg = site->cfg;
-    const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
-    job->decision = STATS_STORED;
+    if (!(req->method_bit & (CONFIG_METHOD_GET | CONFIG_METHOD_HEAD)))
+        return STATS_SKIP_METHOD;
+    if (!r || !r->cache || regex_list_match(site->skip_uri, req->path.data, req->path.len) ||
+        request_param(req, "HTTP_AUTHORIZATION"))
+        return STATS_SKIP_RULE;
+    if (has_session_cookie(req, site->cfg->skip_cookies))
+        return STATS_SKIP_COOKIE;
+    return STATS_STORED;
+}
 
-    /* The key and node are worked out even for pages that are not stored,
-     * so drift between the two configs is always seen. */
+static int refuse_late(const struct request *req, const struct store_job *job)
+{
+    if (job->raw_key.len == 0 || job->node < 0)
+        return STATS_SKIP_KEY_EMPTY;
+    if (job->esc_key.len > KEY_MAX_ESCAPED)
+        return STATS_SKIP_KEY_TOO_LONG; /* nginx got a 502 for it too */
+    if (req->memc_status && *req->memc_status &&
+        strncmp(last_entry(req->memc_status), "404", 3) != 0)
+        return STATS_SKIP_NODE_TROUBLE;
+    return STATS_STORED;
+}
+
+/* Fills the key and node of job for req. */
+static void job_key(const struct site *site, const struct request *req, struct store_job *job)
+{
+    buf_reset(&job->raw_key, 1 << 16);
+    buf_reset(&job->esc_key, 1 << 16);
+    job->backend_mismatch = job->node_drift = 0;
     store_request_key(site, req, &job->raw_key, &job->key_drift);
     key_escape(job->raw_key.data ? job->raw_key.data : "", job->raw_key.len, &job->esc_key);
     int computed = nodesel_pick(site->nodes, job->raw_key.data, job->raw_key.len);
@@ -135,27 +165,44 @@ void store_prepare(const struct site *site, const struct request *req, size_t ro
             job->node = b;
         }
     }
+}
 
-    if (!(req->method_bit & (CONFIG_METHOD_GET | CONFIG_METHOD_HEAD)))
-        job->decision = STATS_SKIP_METHOD;
-    else if (!r || !r->cache || regex_list_match(site->skip_uri, req->path.data, req->path.len) ||
-             request_param(req, "HTTP_AUTHORIZATION"))
-        job->decision = STATS_SKIP_RULE;
-    else if (has_session_cookie(req, cfg->skip_cookies))
-        job->decision = STATS_SKIP_COOKIE;
-    else if (resp->no_store)
-        job->decision = resp->no_store_reason ? resp->no_store_reason : STATS_SKIP_HANDLER;
-    else if (resp->status != 200)
-        job->decision = STATS_SKIP_STATUS;
-    else if (has_header(resp, "Set-Cookie"))
-        job->decision = STATS_SKIP_COOKIE;
-    else if (job->raw_key.len == 0 || job->node < 0)
-        job->decision = STATS_SKIP_KEY_EMPTY;
-    else if (job->esc_key.len > KEY_MAX_ESCAPED)
-        job->decision = STATS_SKIP_KEY_TOO_LONG; /* nginx got a 502 for it too */
-    else if (req->memc_status && *req->memc_status &&
-             strncmp(last_entry(req->memc_status), "404", 3) != 0)
-        job->decision = STATS_SKIP_NODE_TROUBLE;
+int store_request_allows(const struct site *site, const struct request *req, size_t route,
+                         struct store_job *job)
+{
+    const struct config *cfg = site->cfg;
+    const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
+    job_key(site, req, job);
+    return refuse_early(site, req, r) == STATS_STORED && refuse_late(req, job) == STATS_STORED;
+}
+
+void store_prepare(const struct site *site, const struct request *req, size_t route,
+                   const struct response *resp, struct store_job *job)
+{
+    const struct config *cfg = site->cfg;
+    const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
+    job->srcache = r && r->srcache;
+
+    /* The key and node are worked out even for pages that are not stored,
+     * so drift between the two configs is always seen. */
+    job_key(site, req, job);
+    int d = refuse_early(site, req, r);
+    if (d == STATS_STORED) {
+        if (resp->no_store)
+            d = resp->no_store_reason ? resp->no_store_reason : STATS_SKIP_HANDLER;
+        else if (resp->status != 200 &&
+                 !(job->srcache && srcache_status_storable(resp->status)))
+            d = STATS_SKIP_STATUS;
+        else if (has_header(resp, "Set-Cookie"))
+            d = STATS_SKIP_COOKIE;
+        else
+            d = refuse_late(req, job);
+    }
+    job->decision = d;
+    if (d == STATS_STORED && job->srcache) {
+        buf_reset(&job->value, 1 << 20);
+        srcache_encode(resp, &job->value);
+    }
     job->ttl = pick_ttl(cfg, r, resp);
     job->flags = 0;
     job->gzip = 0;
@@ -208,6 +255,10 @@ enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     enum stats_counter out;
+    if (job->srcache) {
+        value = job->value.data ? job->value.data : "";
+        vlen = job->value.len;
+    }
     if (job->gzip) {
         buf_reset(gz, 1 << 20);
         if (store_gzip(value, vlen, gz) < 0) {

@@ -19,7 +19,7 @@
  * stop during a request waits until the request is answered and stored,
  * with no EINTR inside libfcgi's reads and writes or a handler's sleeps.
  * After ppoll says "readable", FCGX_Accept_r either gets the connection or
- * -EAGAIN (another worker was faster) and the worker polls again. */
+ * -EAGAIN (another worker was faster) and the worker polls again.
  * Per request, the response is written and the request finished BEFORE the
  * store, so the client never waits on memcached; everything the store
  * needs was copied into the store job and the worker's own response

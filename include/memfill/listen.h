@@ -3,17 +3,30 @@
 #ifndef MEMFILL_LISTEN_H
 #define MEMFILL_LISTEN_H
 
+#include <stddef.h>
+
 #include "memfill/config.h"
 #include "memfill/err.h"
 
 /* Returns 1 when fd is a listening socket. */
 int listen_fd_is_listening(int fd);
 
-/* Returns the listening fd to serve: fd 0 when it is a listening socket
- * (spawn-fcgi put it there; "listen" is then ignored), else a new socket
- * bound to cfg->listen ("host:port", "[v6]:port", "*:port",
- * "unix:/path" with listen_mode/owner/group) with cfg->backlog. Returns -1
- * with err set when neither is possible. */
+/* Checks the syntax of a "listen" value: "host:port", "[v6]:port",
+ * "*:port" (IPv4 any), ":port", or "unix:/absolute/path". Returns 0, or -1
+ * with a one-line reason in msg (msglen bytes, NUL-terminated). Pure: no
+ * name resolution, no socket. */
+int listen_check_spec(const char *spec, char *msg, size_t msglen);
+
+/* Returns the listening fd to serve, made non-blocking: fd 0 when it is a
+ * listening socket (spawn-fcgi put it there; "listen" is then ignored),
+ * else a new socket bound to cfg->listen with cfg->backlog (a unix socket
+ * gets listen_mode/owner/group; a live server on the same path is an
+ * error, a stale socket file is replaced). Returns -1 with err set when
+ * neither is possible. */
 int listen_open(const struct config *cfg, struct err *err);
+
+/* Closes fd (unless it is 0, the inherited socket) and removes the unix
+ * socket file listen_open made for spec, if it is still that file. */
+void listen_close(int fd, const char *spec);
 
 #endif

@@ -1,7 +1,8 @@
 /* log.h - the one log sink: level filter, one line format, escaping.
  *
  * Every line reads "2026-11-21T20:30:00.123Z 1234 W info: message": UTC
- * time, pid, role (M master, W worker, C memfillctl), level, message.
+ * time, pid, role (M master, W worker, C memfillctl), level (error, warn,
+ * info, debug, or "access" for access-log lines), message.
  * Untrusted bytes (URIs, keys, params) must go through log_escape() or the
  * "%s" of a string already escaped; the sink itself writes what it is
  * given. */
@@ -30,6 +31,9 @@ int log_enabled(enum log_level level);
 int log_fd(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One access-log line (log.access), labelled "access" instead of a level
+ * and written whatever log.level is. */
+void log_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Like log_msg at LOG_ERROR/LOG_WARN, appending ": strerror(errno)". */
 void log_perr(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

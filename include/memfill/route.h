@@ -42,8 +42,8 @@ void route_match_fini(struct route_match *m);
 /* Value of capture name (borrowed from m), or NULL; *len gets its length. */
 const char *route_match_get(const struct route_match *m, const char *name, size_t *len);
 /* Appends pattern to out with every "{name}" replaced by the capture's
- * value. Returns 0, or -1 when a name has no capture or a value holds a
- * '/', "..", or a NUL (it could not name a file safely). */
+ * value. Returns 0, or -1 when a name has no capture or a value is "." or
+ * holds a '/', "..", or a NUL (it could not name a file safely). */
 int route_expand(const struct route_match *m, const char *pattern, struct buf *out);
 
 /* A compiled list of regexes (cache.skip_uri). */

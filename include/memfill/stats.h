@@ -40,6 +40,8 @@ enum stats_counter {
     STATS_BAD_REQUEST,       /* refused: body or params too large, bad target */
     STATS_PURGED,
     STATS_SKIP_GZIP,         /* cache.gzip_flag set but compressing failed */
+    STATS_LOCK_SERVED,       /* served the page another worker stored while this one
+                                waited on the stampede lock (not stored again) */
     STATS_N
 };
 

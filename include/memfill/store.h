@@ -26,6 +26,8 @@ struct store_job {
     unsigned ttl;
     uint32_t flags;      /* memcached item flags (cache.gzip_flag when gzip) */
     int gzip;            /* store the value gzip-compressed */
+    int srcache;         /* the route stores whole responses in srcache's format */
+    struct buf value;    /* srcache: the item, built by store_prepare */
     int key_drift;       /* MEMC_KEY differed from cache.key */
     int backend_mismatch;/* MEMC_BACKEND named no configured node */
     int node_drift;      /* nginx's node differed from the computed one */
@@ -35,16 +37,28 @@ void store_job_init(struct store_job *job);
 void store_job_fini(struct store_job *job);
 
 /* Decides for req/resp (route index route, or (size_t)-1 when no route
- * matched) and fills job. Never fails: the decision says what to do. */
+ * matched) and fills job. Never fails: the decision says what to do. For a
+ * route with "srcache": true the statuses 301, 302, 307 and 308 are
+ * stored too, and job->value gets the item (srcache_encode of resp). */
 void store_prepare(const struct site *site, const struct request *req, size_t route,
                    const struct response *resp, struct store_job *job);
+
+/* Before the page exists: fills job's key and node as store_prepare would
+ * and returns 1 when nothing known from the request alone (method, route
+ * and skip rules, session cookies, MEMC_STATUS, the key) rules the store
+ * out, so the page will be stored if the response allows it; else 0. Used
+ * by the stampede lock, which must know the key before producing. */
+int store_request_allows(const struct site *site, const struct request *req, size_t route,
+                         struct store_job *job);
 
 /* Computes the raw key for req: MEMC_KEY when nginx passed it, else the
  * configured pattern. Sets *drift when both exist and differ. */
 void store_request_key(const struct site *site, const struct request *req, struct buf *raw,
                        int *drift);
 
-/* Writes body (the value) for job on its node through w. When job->gzip
+/* Writes body (the value) for job on its node through w; for a srcache
+ * route (job->srcache) the value is job->value and value/vlen are ignored.
+ * When job->gzip
  * is set the value is first gzip-compressed into gz (a caller-owned buffer
  * reused from request to request; emptied again before returning, keeping
  * up to 1 MiB), and the item size limit applies to the compressed size.
