@@ -34,7 +34,10 @@
 #   REF_FORKS   reference app processes (4)  REF_LISTEN tcp | unix (tcp)
 #   MC_KEEPALIVE  memcached pool of the tuned hit and of memfill's
 #               generated config (2048; memfillctl nginx-conf --keepalive)
-#   HOT_N 1000  HIT_PCT 90  PAGE_BYTES 2048  BASE_PORT 39080 (uses +0..+5)
+#   HOT_N 1000  HIT_PCT 90  PAGE_BYTES 2048
+#   BASE_PORT   61080 (uses +0..+5): keep it outside the kernel's ephemeral
+#               range (net.ipv4.ip_local_port_range, 32768-60999 on Debian),
+#               or the bench's own outgoing connections may hold the port
 #   NGX_CPU / WRK_CPU  CPU lists for taskset (auto: first / last CPU;
 #               none: unpinned)
 #   MEMFILL_BUILD  build directory (default _build/bench); MEMFILL / MEMFILLCTL
@@ -49,9 +52,11 @@
 # non2xx = HTTP status >= 400; sockerr = connect+read+write+timeout errors;
 # CPU in % of one core over the measured run (nginx = front nginx, mc =
 # memcached, app = the reference app or memfill, orig = origin nginx, wrk,
-# busy = every non-idle tick of the machine); us/req = server CPU
-# (nginx + mc + app + orig) per request; mc/req = memcached get hits, get
-# misses and sets per request (proves each scenario did what it says).
+# othr = busy time of the machine charged to none of these: other programs,
+# so a run with a large othr was disturbed); us/req = server CPU (nginx + mc
+# + app + orig) per request, app-us = the app's part of it (CPU ticks are
+# 10 ms, so short runs are coarse); mc/req = memcached get hits, get misses
+# and sets per request (proves each scenario did what it says).
 set -uo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -69,7 +74,7 @@ MC_KEEPALIVE=${MC_KEEPALIVE:-2048}
 HOT_N=${HOT_N:-1000}
 HIT_PCT=${HIT_PCT:-90}
 PAGE_BYTES=${PAGE_BYTES:-2048}
-BASE_PORT=${BASE_PORT:-39080}
+BASE_PORT=${BASE_PORT:-61080}
 NGX_CPU=${NGX_CPU:-auto}
 WRK_CPU=${WRK_CPU:-auto}
 MEMFILL_BUILD=${MEMFILL_BUILD:-$TOP/_build/bench}
@@ -492,16 +497,20 @@ measure() { # scenario conns
             # server CPU per request: ticks are 1/100 s
             srv = 0; for (i = 1; i <= 4; i++) srv += y[i] - x[i]
             us = srv * 10000 / n
-            printf "%.0f %.2f %.2f %d %d %.0f %.0f %.0f %.0f %.0f %.0f %.1f %.2f %.2f %.2f",
+            app = (y[3] - x[3]) * 10000 / n
+            # other: busy time not charged to any of ours (other programs)
+            other = pc[6]; for (i = 1; i <= 5; i++) other -= pc[i]
+            if (other < 0) other = 0
+            printf "%.0f %.2f %.2f %d %d %.0f %.0f %.0f %.0f %.0f %.0f %.1f %.2f %.2f %.2f %.1f",
                 rps, r[3] / 1000, r[4] / 1000, r[5], r[6] + r[7] + r[8] + r[9],
-                pc[1], pc[2], pc[3], pc[4], pc[5], pc[6], us,
-                (q[1] - p[1]) / n, (q[2] - p[2]) / n, (q[3] - p[3]) / n
+                pc[1], pc[2], pc[3], pc[4], pc[5], other, us,
+                (q[1] - p[1]) / n, (q[2] - p[2]) / n, (q[3] - p[3]) / n, app
         }')
     local -a o
     read -ra o <<< "$line"
-    printf '%-10s %5s %8s %8s %8s %6s %6s | %4s %4s %4s %4s %4s %4s | %6s | %5s %5s %5s\n' \
+    printf '%-10s %5s %8s %8s %8s %6s %6s | %4s %4s %4s %4s %4s %4s | %6s %6s | %5s %5s %5s\n' \
         "$s" "$c" "${o[0]}" "${o[1]}" "${o[2]}" "${o[3]}" "${o[4]}" "${o[5]}" "${o[6]}" \
-        "${o[7]}" "${o[8]}" "${o[9]}" "${o[10]}" "${o[11]}" "${o[12]}" "${o[13]}" "${o[14]}"
+        "${o[7]}" "${o[8]}" "${o[9]}" "${o[10]}" "${o[11]}" "${o[15]}" "${o[12]}" "${o[13]}" "${o[14]}"
     RPS[$s@$c]=${o[0]}
     P99[$s@$c]=${o[2]}
     ERRS[$s@$c]=$((o[3] + o[4]))
@@ -640,6 +649,16 @@ MC_CONNS=$((MC_KEEPALIVE * 2 + 2 * maxc + 1024))
 BACKLOG=$(cat /proc/sys/net/core/somaxconn 2> /dev/null || echo 4096)
 ((BACKLOG > 4096)) && BACKLOG=4096
 
+read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range 2> /dev/null || eph_lo=0 eph_hi=0
+if ((BASE_PORT + 5 >= eph_lo && BASE_PORT <= eph_hi)); then
+    say "note: ports $BASE_PORT-$((BASE_PORT + 5)) lie in the ephemeral range $eph_lo-$eph_hi"
+fi
+for ((p = BASE_PORT; p <= BASE_PORT + 5; p++)); do
+    if (exec 3<> "/dev/tcp/127.0.0.1/$p") 2> /dev/null; then
+        die "port $p is already in use (set BASE_PORT)"
+    fi
+done
+
 WORK=$(mktemp -d -t memfill-bench.XXXXXX) || die "mktemp failed"
 chmod 755 "$WORK"   # nginx's workers may run as another user
 trap cleanup EXIT
@@ -669,11 +688,11 @@ G_ORIG=
 echo "# memfill bench $(date -u +%Y-%m-%dT%H:%M:%SZ): nproc $NCPU, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), kernel $(uname -r)"
 echo "# $(nginx -v 2>&1 | sed 's/.*: //'), memcached $(memcached -V | cut -d' ' -f2), $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
 echo "# nginx pinned to ${NGX_PIN:-none}, wrk to ${WRK_PIN:-none}; ${DURATION}s runs after ${WARMUP}s warm-up; memfill: $MF_WORKERS workers on $MF_LISTEN; ref app: $REF_FORKS processes on $REF_LISTEN; memcached keepalive $MC_KEEPALIVE"
-printf '%-10s %5s %8s %8s %8s %6s %6s | %4s %4s %4s %4s %4s %4s | %6s | %s\n' \
-    scenario conns req/s p50ms p99ms non2xx sockerr nginx mc app orig wrk busy us/req \
+printf '%-10s %5s %8s %8s %8s %6s %6s | %4s %4s %4s %4s %4s %4s | %6s %6s | %s\n' \
+    scenario conns req/s p50ms p99ms non2xx sockerr nginx mc app orig wrk othr us/req app-us \
     'mc/req: hit miss set'
 if [[ -n $RESULTS && ! -s $RESULTS ]]; then
-    printf 'scenario\tconns\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tcpu_nginx\tcpu_mc\tcpu_app\tcpu_orig\tcpu_wrk\tcpu_busy\tserver_us_per_req\tmc_hit\tmc_miss\tmc_set\n' > "$RESULTS"
+    printf 'scenario\tconns\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tcpu_nginx\tcpu_mc\tcpu_app\tcpu_orig\tcpu_wrk\tcpu_other\tserver_us_per_req\tmc_hit\tmc_miss\tmc_set\tapp_us_per_req\n' > "$RESULTS"
 fi
 
 for s in $SCENARIOS; do

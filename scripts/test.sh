@@ -3,7 +3,9 @@
 #   1. the normal build with -Werror, `make check` (unit suites with Check,
 #      integration suites with real nginx, memcached and spawn-fcgi);
 #   2. the same suites built with ASan + UBSan (--enable-sanitizers);
-#   3. the unit suites under valgrind.
+#   3. the libFuzzer targets (scripts/fuzz.sh: seeds and past crashes, then
+#      20 s each, two at a time);
+#   4. the unit suites under valgrind.
 # MEMFILL_NO_SKIP=1 is set: a test that would skip for a missing binary
 # fails instead. Builds go to _build/ (out of tree).
 set -euo pipefail
@@ -32,6 +34,9 @@ run_check _build/default
 step "ASan + UBSan build and make check"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_check _build/asan --enable-sanitizers
+
+step "fuzzing: regressions, then 20 s per libFuzzer target"
+scripts/fuzz.sh 20
 
 step "valgrind over the unit suites"
 scripts/valgrind-tests.sh _build/default

@@ -190,16 +190,18 @@ int fcgiclient_decode(struct fcgiclient_decoder *d, const void *data, size_t len
 int fcgiclient_split_cgi(const char *data, size_t len, int *status, size_t *head_len,
                          size_t *body_off)
 {
-    size_t i = 0, hl = 0, bo = 0;
+    size_t hl = 0, bo = 0;
     int found = 0;
     /* The head ends at an empty line: "\n" right after a "\n" (with an
-     * optional "\r" before each). */
+     * optional "\r" before each), or at once when the head is empty. */
     if (len >= 2 && data[0] == '\r' && data[1] == '\n') {
-        found = 1, hl = 0, bo = 2;
+        found = 1;
+        bo = 2;
     } else if (len >= 1 && data[0] == '\n') {
-        found = 1, hl = 0, bo = 1;
+        found = 1;
+        bo = 1;
     }
-    for (i = 0; !found && i < len; i++) {
+    for (size_t i = 0; !found && i < len; i++) {
         if (data[i] != '\n')
             continue;
         size_t j = i + 1;
@@ -514,7 +516,8 @@ static void report(struct fcgiclient_conn *k, fcgiclient_done_fn done, void *ctx
 int fcgiclient_poll(struct fcgiclient *c, int wait_ms, fcgiclient_done_fn done, void *ctx)
 {
     int reported = 0;
-    /* Requests that failed to start, or finished in an earlier step. */
+    if (c->nconns == 0)
+        return 0;
     uint64_t now = util_now_ms();
     int timeout = wait_ms;
     if (c->pfd_cap < c->nconns) {
@@ -542,17 +545,13 @@ int fcgiclient_poll(struct fcgiclient *c, int wait_ms, fcgiclient_done_fn done, 
         }
     }
     if (any_done)
-        timeout = 0;
-    if (c->nconns > 0) {
-        int n = poll(c->pfds, (nfds_t)c->nconns, timeout);
-        if (n < 0 && errno != EINTR)
-            return -1;
-        for (size_t i = 0; n > 0 && i < c->nconns; i++)
-            if (c->pfds[i].fd >= 0 && c->pfds[i].revents)
-                step(c->conns[i], c->pfds[i].revents);
-    } else if (wait_ms > 0) {
-        poll(NULL, 0, wait_ms);
-    }
+        timeout = 0; /* some failed to start: report them without waiting */
+    int n = poll(c->pfds, (nfds_t)c->nconns, timeout);
+    if (n < 0 && errno != EINTR)
+        return -1;
+    for (size_t i = 0; n > 0 && i < c->nconns; i++)
+        if (c->pfds[i].fd >= 0 && c->pfds[i].revents)
+            step(c->conns[i], c->pfds[i].revents);
     now = util_now_ms();
     size_t keep = 0;
     for (size_t i = 0; i < c->nconns; i++) {

@@ -29,6 +29,7 @@
 #include "memfill/cachepolicy.h"
 #include "memfill/handler.h"
 #include "memfill/log.h"
+#include "memfill/srcache.h"
 #include "memfill/stats.h"
 #include "memfill/upstream.h"
 #include "memfill/util.h"
@@ -47,6 +48,7 @@ struct upstream_state {
     struct cachepolicy_limits limits;
     struct upstream_client *client; /* NULL until the first request */
     struct upstream_resp ures;      /* reused from request to request */
+    int srcache;                    /* the route stores whole responses */
 };
 
 /* Returns NULL when origin is usable, else what is wrong with it. */
@@ -109,6 +111,7 @@ static int upstream_create(const struct config *cfg, size_t route_index, void **
     s->limits.default_ttl = r->ttl >= 0 ? r->ttl : (long)cfg->ttl;
     s->limits.min_ttl = cfg->min_ttl;
     s->limits.max_ttl = cfg->max_ttl;
+    s->srcache = r->srcache;
     upstream_resp_init(&s->ures);
     *state = s;
     return 0;
@@ -346,7 +349,10 @@ static void relay_response(struct upstream_state *s, struct response *resp)
         ph[i].value_len = u->headers[i].value_len;
     }
     struct cachepolicy_result res;
-    cachepolicy_decide(u->status, ph, u->nheaders, time(NULL), &s->limits, &res);
+    /* A srcache route keeps redirects too (srcache_store_statuses): judge
+     * them by the same rules as a 200. */
+    int judged = s->srcache && srcache_status_storable(u->status) ? 200 : u->status;
+    cachepolicy_decide(judged, ph, u->nheaders, time(NULL), &s->limits, &res);
     if (ph != small)
         free(ph);
     if (!res.storable) {

@@ -204,7 +204,7 @@ static void reap(struct master *m)
                           WEXITSTATUS(status), (unsigned long long)(now - c->born_ms));
             note_abnormal(m, now);
         } else if (abnormal && WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) {
-            log_warn("worker %ld died from signal %d (%s) while stopping", (long)pid,
+            log_warn("worker %ld died from signal %d (%s) after it was told to stop", (long)pid,
                      WTERMSIG(status), strsignal(WTERMSIG(status)));
         }
         if (!c->retiring && !m->stopping)
@@ -259,9 +259,15 @@ static void enforce_timeouts(struct master *m)
             char uri[STATS_URI_MAX];
             memcpy(uri, s->uri, sizeof uri);
             uri[sizeof uri - 1] = '\0';
-            log_error("worker %ld killed: request \"%s\" ran %llu ms, past request_timeout "
-                      "(%u s)",
-                      (long)m->children[i].pid, uri, (unsigned long long)(now - started), limit);
+            if (uri[0])
+                log_error("worker %ld killed: request \"%s\" ran %llu ms, past "
+                          "request_timeout (%u s)",
+                          (long)m->children[i].pid, uri, (unsigned long long)(now - started),
+                          limit);
+            else /* the URI is set once the params are in (worker.c) */
+                log_error("worker %ld killed: a connection sent no complete request in %llu "
+                          "ms, past request_timeout (%u s)",
+                          (long)m->children[i].pid, (unsigned long long)(now - started), limit);
             kill(m->children[i].pid, SIGKILL);
             m->children[i].killed = 1;
             stats_master(m->stats)->timeouts_killed++;
@@ -357,9 +363,12 @@ static void apply_site(struct master *m, struct site *site)
     m->generation++;
     stats_master(m->stats)->reloads++;
     /* New workers first, so requests keep being served, then the old ones
-     * finish what they are doing and leave. */
+     * finish what they are doing and leave. A new config may well be the
+     * cure for a crash storm: start the whole generation (the recorded
+     * deaths stay, so one more crash trips the guard again). */
     m->respawn_at_ms = 0;
     m->backoff_ms = 0;
+    m->storm = 0;
     respawn(m);
     signal_workers(m, SIGTERM, 1);
     site_free(old);
@@ -509,8 +518,12 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
     }
     respawn(&m);
     for (;;) {
-        struct pollfd pfd[2] = {{m.sigfd, POLLIN, 0},
-                                {m.statusd ? statusd_fd(m.statusd) : -1, POLLIN, 0}};
+        /* The status listener is served only outside a stop (below), so it
+         * is only watched then: a pending status client must not make
+         * poll return at once over and over while the workers finish. */
+        struct pollfd pfd[2] = {
+            {m.sigfd, POLLIN, 0},
+            {m.statusd && !m.stopping ? statusd_fd(m.statusd) : -1, POLLIN, 0}};
         if (poll(pfd, 2, wait_ms(&m)) < 0 && errno != EINTR) {
             log_perr(LOG_ERROR, "poll");
             sleep(1); /* never spin, whatever went wrong */
@@ -523,9 +536,10 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
             else if (sig == SIGHUP && !m.stopping)
                 reload(&m);
             else if (sig == SIGUSR1) {
-                log_info("SIGUSR1: reopening the log");
                 if (log_reopen() < 0)
                     log_perr(LOG_ERROR, "cannot reopen the log");
+                else
+                    log_info("log reopened (SIGUSR1)");
                 signal_workers(&m, SIGUSR1, 0);
             }
         }

@@ -3,6 +3,7 @@
  *   where [--hex] KEY... | -      which node holds this page (NODE<TAB>ESCAPED_KEY)
  *   nginx-conf [--listen L] [--server-name N] [--fastcgi ADDR] [--keepalive N]
  *   render TEMPLATE [DATA.json] [--partials DIR]
+ *   warm [options] (URL... | --from FILE | --sitemap FILE)   (warm.h)
  *
  * The config is -c FILE, else $MEMFILL_CONFIG, else SYSCONFDIR/memfill.json.
  * A config holding only the memcached section is enough for where and
@@ -22,6 +23,7 @@
 #include "memfill/site.h"
 #include "memfill/template.h"
 #include "memfill/util.h"
+#include "memfill/warm.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -44,7 +46,10 @@ static void usage(FILE *out)
             "                                   render a template offline to stdout\n"
             "  purge URI... | --key KEY... | --tag TAG...\n"
             "                                   delete pages on the nodes nginx reads\n"
-            "  stats [--prometheus]             the running server's status (admin.listen)\n");
+            "  stats [--prometheus]             the running server's status (admin.listen)\n"
+            "  warm [--concurrency N] [--fastcgi ADDR] [--host HOST] [--timeout SECONDS] [-v]\n"
+            "       (URL... | --from FILE | --sitemap FILE)\n"
+            "                                   render and store pages before the first visitor\n");
 }
 
 static struct config *load_config(void)
@@ -401,6 +406,21 @@ static int cmd_stats(int argc, char **argv)
     return 0;
 }
 
+/* ---- warm ---- */
+
+static int cmd_warm(int argc, char **argv)
+{
+    struct warm_opts o;
+    int rc = warm_opts_parse(argc, argv, &o, stderr);
+    if (rc == 0) {
+        struct config *cfg = load_config();
+        rc = cfg ? warm_run(cfg, &o, stderr) : EX_CONFIG;
+        config_free(cfg);
+    }
+    warm_opts_fini(&o);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     log_open(NULL, LOG_WARN, 'C');
@@ -443,6 +463,8 @@ int main(int argc, char **argv)
         return cmd_purge(sub_argc, sub_argv);
     if (strcmp(cmd, "stats") == 0)
         return cmd_stats(sub_argc, sub_argv);
+    if (strcmp(cmd, "warm") == 0)
+        return cmd_warm(sub_argc, sub_argv);
     fprintf(stderr, "memfillctl: unknown command \"%s\"\n", cmd);
     usage(stderr);
     return EX_USAGE;

@@ -62,6 +62,65 @@ static void skip_cookie_rules(const struct config *cfg, struct buf *out)
     }
 }
 
+/* Routes with "srcache": true hold items srcache_fetch reads, which
+ * memcached_pass cannot serve: print, as a comment, the locations that
+ * read them (verified in tests/integration/test_srcache.py). The upstream
+ * must hash $memc_key, the raw key the /memc subrequest sees; a
+ * $memcached_key set in the main request is not visible there. */
+static void srcache_note(const struct config *cfg, struct buf *out)
+{
+    int any = 0;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        any |= cfg->routes[i].srcache;
+    if (!any)
+        return;
+    int list = cfg->distribution == NODESEL_UPSTREAM_LIST;
+    buf_append_str(out, "\n    # Routes with \"srcache\": true store whole responses for srcache_fetch\n"
+                        "    # (nginx modules srcache, memc, set-misc), which memcached_pass cannot\n"
+                        "    # serve. Read them with locations like these:\n");
+    if (!list) {
+        buf_printf(out, "    #   upstream memfill_srcache {   (at http level)\n"
+                        "    #       hash $memc_key%s;   (the RAW key, as memfill hashes it)\n",
+                   cfg->distribution == NODESEL_CONSISTENT ? " consistent" : "");
+        for (size_t i = 0; i < cfg->nservers; i++) {
+            buf_printf(out, "    #       server %s", cfg->servers[i].address);
+            if (cfg->servers[i].weight > 1)
+                buf_printf(out, " weight=%u", cfg->servers[i].weight);
+            buf_append_str(out, " max_fails=0;\n");
+        }
+        buf_append_str(out, "    #   }\n");
+    }
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct config_route *r = &cfg->routes[i];
+        if (!r->srcache)
+            continue;
+        if (r->prefix)
+            buf_printf(out, "    #   location %s {\n", r->prefix);
+        else
+            buf_printf(out, "    #   location ~ %s {\n", r->regex);
+        buf_append_str(out, "    #       set $memcached_key ");
+        quoted(out, cfg->key);
+        buf_append_str(out, ";\n"
+                            "    #       set_escape_uri $escaped_key $memcached_key;\n"
+                            "    #       srcache_fetch GET /memc key=$escaped_key;\n"
+                            "    #       default_type text/html;\n"
+                            "    #       (the fastcgi_param lines of @memfill above, without "
+                            "MEMC_BACKEND/MEMC_STATUS)\n"
+                            "    #       fastcgi_pass memfill_app;\n"
+                            "    #   }\n");
+    }
+    buf_append_str(out, "    #   location = /memc {\n"
+                        "    #       internal;\n"
+                        "    #       set_unescape_uri $memc_key $arg_key;\n");
+    if (list)
+        buf_printf(out, "    #       set_hashed_upstream $memfill_backend %s $memc_key;\n"
+                        "    #       memc_pass $memfill_backend;\n",
+                   cfg->upstream_name);
+    else
+        buf_append_str(out, "    #       memc_pass memfill_srcache;\n");
+    buf_append_str(out, "    #   }\n");
+}
+
 int nginxconf_render(const struct config *cfg, const struct nginxconf_opts *opts,
                      struct buf *out)
 {
@@ -128,6 +187,8 @@ int nginxconf_render(const struct config *cfg, const struct nginxconf_opts *opts
     buf_append_str(out, "        error_page 404 405 418 502 504 = @memfill;\n    }\n\n");
     buf_append_str(out, "    location @memfill {\n");
     fastcgi_params(out, list ? "$memfill_backend" : "$upstream_addr");
-    buf_append_str(out, "        fastcgi_pass memfill_app;\n    }\n}\n");
+    buf_append_str(out, "        fastcgi_pass memfill_app;\n    }\n");
+    srcache_note(cfg, out);
+    buf_append_str(out, "}\n");
     return 0;
 }

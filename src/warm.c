@@ -327,7 +327,6 @@ void warm_params_build(const struct key_pattern *key, const struct warm_url *u,
     buf_init(&out->key);
     const char *ru = u->request_uri;
     const char *qm = strchr(ru, '?');
-    size_t plen = qm ? (size_t)(qm - ru) : strlen(ru);
     struct buf uri = BUF_INIT;
     if (key_normalize_uri(ru, strlen(ru), &uri) < 0 || !uri.data)
         buf_append_char(&uri, '/'); /* warm_url_parse refused such targets */
@@ -370,7 +369,6 @@ void warm_params_build(const struct key_pattern *key, const struct warm_url *u,
         add_str(out, "SERVER_NAME", "");
     }
     add_str(out, "HTTP_USER_AGENT", "memfillctl-warm/" PACKAGE_VERSION);
-    (void)plen;
     key_pattern_eval(key, params_cb, out, &out->key);
     add_param(out, "MEMC_KEY", out->key.data ? out->key.data : "", out->key.len);
     add_str(out, "MEMFILL_WARM", "1");

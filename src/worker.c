@@ -18,8 +18,10 @@
  * unblocks them atomically: a stop while idle ends ppoll at once, and a
  * stop during a request waits until the request is answered and stored,
  * with no EINTR inside libfcgi's reads and writes or a handler's sleeps.
- * After ppoll says "readable", FCGX_Accept_r either gets the connection or
- * -EAGAIN (another worker was faster) and the worker polls again.
+ * ppoll runs the handlers only when it returns EINTR, so after it says
+ * "readable" the worker also takes any signal left pending
+ * (take_pending_signals) before FCGX_Accept_r, which then either gets the
+ * connection or -EAGAIN (another worker was faster: poll again).
  * Per request, the response is written and the request finished BEFORE the
  * store, so the client never waits on memcached; everything the store
  * needs was copied into the store job and the worker's own response
@@ -33,8 +35,10 @@
 #include "memfill/log.h"
 #include "memfill/mcwriter.h"
 #include "memfill/purge.h"
+#include "memfill/stampede.h"
 #include "memfill/store.h"
 #include "memfill/util.h"
+#include "memfill/warm.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -69,6 +73,8 @@ static void on_usr1(int sig)
 static unsigned worker_orphan_grace = 10;
 /* The signal mask while waiting in ppoll: everything open. */
 static sigset_t worker_waitmask;
+/* The signals kept blocked outside ppoll. */
+static sigset_t worker_blocked;
 
 /* The master died (PR_SET_PDEATHSIG). Stop like on SIGTERM; nobody is
  * left to enforce request_timeout, so alarm() bounds the current request
@@ -107,14 +113,29 @@ static void install_signals(void)
     sigaction(SIGCHLD, &sa, NULL);
     sigaction(SIGALRM, &sa, NULL);
     /* Blocked except inside ppoll (see the top of the file). */
-    sigset_t blocked;
-    sigemptyset(&blocked);
-    sigaddset(&blocked, SIGTERM);
-    sigaddset(&blocked, SIGINT);
-    sigaddset(&blocked, SIGQUIT);
-    sigaddset(&blocked, SIGUSR1);
-    sigprocmask(SIG_SETMASK, &blocked, NULL);
+    sigemptyset(&worker_blocked);
+    sigaddset(&worker_blocked, SIGTERM);
+    sigaddset(&worker_blocked, SIGINT);
+    sigaddset(&worker_blocked, SIGQUIT);
+    sigaddset(&worker_blocked, SIGUSR1);
+    sigprocmask(SIG_SETMASK, &worker_blocked, NULL);
     sigemptyset(&worker_waitmask);
+}
+
+/* ppoll runs a pending signal's handler only when it returns EINTR. When
+ * the socket is readable at once (always, under load) it returns the
+ * ready count and the signal stays pending behind the restored mask: a
+ * worker told to stop would go on serving. Take such signals here. */
+static void take_pending_signals(void)
+{
+    static const struct timespec zero = {0, 0};
+    int sig;
+    while ((sig = sigtimedwait(&worker_blocked, NULL, &zero)) > 0) {
+        if (sig == SIGUSR1)
+            on_usr1(sig);
+        else
+            on_stop(sig);
+    }
 }
 
 struct worker {
@@ -130,6 +151,7 @@ struct worker {
     struct buf body;
     struct buf scratch;
     struct buf gz; /* the compressed value when cache.gzip_flag is set */
+    struct stampede stampede; /* the stampede lock of the current request */
 };
 
 /* Total bytes of params, to enforce max_params. */
@@ -216,6 +238,9 @@ static size_t produce(struct worker *w)
         response_error(&w->resp, 405, "This method is not allowed here.");
         return ri;
     }
+    /* cache.lock_wait: wait for a page another worker is producing. */
+    if (stampede_enter(&w->stampede, w->site, w->mc, &w->req, ri, &w->resp) == STAMPEDE_SERVED)
+        return ri;
     w->site->ops[ri]->handle(w->site->states[ri], &w->req, &w->match, &w->resp);
     if (r->content_type && w->resp.status == 200) {
         buf_reset(&w->resp.content_type, 1024);
@@ -282,8 +307,22 @@ static void serve_one(struct worker *w, char **envp)
     note_uri(w);
     size_t route = produce(w);
     store_prepare(w->site, &w->req, route, &w->resp, &w->job);
+    stampede_settle(&w->stampede, &w->job);
+    /* A warm-up (memfillctl warm; nginx never sends MEMFILL_WARM) stores
+     * BEFORE answering and says how it went: nobody waits on it. */
+    int warm = warm_requested(&w->req);
+    uint64_t usec = 0;
+    enum stats_counter outcome = STATS_N;
+    if (warm) {
+        outcome =
+            store_execute(w->mc, &w->job, w->resp.body.data, w->resp.body.len, &w->gz, &usec);
+        const char *said = stats_counter_name(outcome);
+        response_add_header(&w->resp, "X-Memfill-Store", said, strlen(said));
+    }
     int head_only = strcmp(w->req.method, "HEAD") == 0;
     int sent = fcgi_write_response(w->conn, &w->resp, head_only);
+    /* The drift notes use the scratch buffer too: log them first. */
+    log_notes(w);
     /* Copy what the access log needs before the params go away. */
     struct buf *s = &w->scratch;
     buf_reset(s, 4096);
@@ -292,13 +331,13 @@ static void serve_one(struct worker *w, char **envp)
         buf_append_char(s, ' ');
         log_escape(s, w->req.request_uri, strlen(w->req.request_uri), 512);
     }
-    log_notes(w);
     fcgi_finish(w->conn);
 
     w->slot->state = STATS_STATE_STORING;
-    uint64_t usec = 0;
-    enum stats_counter outcome =
-        store_execute(w->mc, &w->job, w->resp.body.data, w->resp.body.len, &w->gz, &usec);
+    if (!warm)
+        outcome =
+            store_execute(w->mc, &w->job, w->resp.body.data, w->resp.body.len, &w->gz, &usec);
+    stampede_leave(&w->stampede, w->mc, outcome);
     count(w, outcome);
     if (outcome == STATS_STORED && w->resp.tags.len)
         purge_index_tags(w->mc, (size_t)w->job.node, w->job.esc_key.data, w->job.esc_key.len,
@@ -355,6 +394,7 @@ void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t
     response_init(&w.resp);
     route_match_init(&w.match);
     store_job_init(&w.job);
+    stampede_init(&w.stampede);
 
     unsigned served = 0;
     while (!worker_stop) {
@@ -373,6 +413,16 @@ void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t
             log_perr(LOG_ERROR, "poll on the listening socket failed; worker exits");
             break;
         }
+        take_pending_signals();
+        if (worker_stop)
+            break;
+        /* libfcgi now reads the params, blocking and with the stop signals
+         * blocked: a connection that sends nothing would hold the worker
+         * for ever. Counted as a request (empty URI), request_timeout
+         * ends it. */
+        w.slot->uri[0] = '\0';
+        w.slot->started_ms = util_now_ms();
+        w.slot->state = STATS_STATE_BUSY;
         char **envp = NULL;
         int rc = fcgi_accept(w.conn, &envp);
         if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
@@ -390,6 +440,7 @@ void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t
     }
     w.slot->state = STATS_STATE_EXITING;
     store_job_fini(&w.job);
+    stampede_fini(&w.stampede);
     route_match_fini(&w.match);
     response_fini(&w.resp);
     buf_fini(&w.body);

@@ -129,7 +129,8 @@ static void prepare(struct site *site, const char *uri, size_t route, struct sto
     char doc[256], req_uri[256];
     snprintf(doc, sizeof doc, "DOCUMENT_URI=%s", uri);
     snprintf(req_uri, sizeof req_uri, "REQUEST_URI=%s", uri);
-    char *envp[] = {"REQUEST_METHOD=GET", doc, req_uri, "QUERY_STRING=", NULL};
+    char method[] = "REQUEST_METHOD=GET", query[] = "QUERY_STRING=";
+    char *envp[] = {method, doc, req_uri, query, NULL};
     struct request req;
     request_init(&req, envp);
     struct response resp;

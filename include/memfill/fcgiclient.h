@@ -135,8 +135,9 @@ void fcgiclient_start(struct fcgiclient *c, const struct fcgiclient_param *p, si
 size_t fcgiclient_pending(const struct fcgiclient *c);
 /* Waits at most wait_ms (-1 = until something happens) for progress and
  * calls done(ctx, result) once for each request that finished (answered,
- * failed or timed out). Returns the number reported, or -1 when poll()
- * failed for another reason than EINTR. */
+ * failed or timed out); returns at once with 0 when nothing is pending.
+ * Returns the number reported, or -1 when poll() failed for another reason
+ * than EINTR. */
 int fcgiclient_poll(struct fcgiclient *c, int wait_ms, fcgiclient_done_fn done, void *ctx);
 
 #endif

@@ -299,6 +299,8 @@ try:
                 os.path.join(conf_dir, f"site/data/treks/{slug}.json"))
         ok(r.returncode == 0 and b"<h1>" in r.stdout and b"</html>" in r.stdout,
            f"conf trek {slug}: {r.returncode} {r.stderr!r}")
+    log = st.log("memfill")
+    ok("Sanitizer" not in log and "runtime error:" not in log, "sanitizer report in memfill's log")
     mc.close()
 finally:
     if FAILURES:

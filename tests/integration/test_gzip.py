@@ -3,14 +3,14 @@
 
 With cache.gzip_flag set, memfill stores each page gzip-compressed under
 that flag bit, and `memfillctl nginx-conf` emits `memcached_gzip_flag N;
-gunzip on;`. Checked here with Debian's nginx and a real memcached:
+gunzip on; gzip_vary on;`. Checked here with Debian's nginx and a real memcached:
   - the miss is answered identity (no Content-Encoding);
   - the item in memcached carries the flag and is a gzip member that
     decompresses to the page;
   - on a hit, an HTTP/1.1 client sending Accept-Encoding: gzip gets the
     stored gzip bytes with Content-Encoding: gzip, and one that does not
-    gets identity (nginx's gunzip); memfill is stopped first, so only
-    memcached can have answered;
+    gets identity (nginx's gunzip), both with Vary: Accept-Encoding;
+    memfill is stopped first, so only memcached can have answered;
   - the item size limit applies to the compressed size: a compressible page
     larger than cache.max_item is stored, an incompressible one is not;
   - a flag that is not a single bit is refused by memfill -t.
@@ -138,15 +138,19 @@ try:
         s, h, b = http11(web_port, target, {"Accept-Encoding": "gzip, deflate"})
         ok(s == 200 and h.get("content-encoding") == "gzip" and b[:2] == b"\x1f\x8b"
            and gzip.decompress(b) == page, f"hit {target} with gzip: {s} {h}")
+        ok(h.get("vary") == "Accept-Encoding", f"hit {target} with gzip lacks Vary: {h}")
         s, h, b = http11(web_port, target)
         ok(s == 200 and "content-encoding" not in h and b == page,
            f"hit {target} without gzip: {s} {h} {b[:40]!r}")
+        ok(h.get("vary") == "Accept-Encoding", f"hit {target} gunzipped lacks Vary: {h}")
         # HTTP/1.0 is below nginx's default gzip_http_version: identity too
         s, h, b = http(web_port, target, headers={"Accept-Encoding": "gzip"})
         ok(s == 200 and "content-encoding" not in h and b == page,
            f"hit {target} over HTTP/1.0: {s} {h}")
     s, h, b = http11(web_port, "/static/zeros.txt")
     ok(s == 200 and b == b"0" * (MAX_ITEM * 4), f"zeros hit gunzipped: {s} {len(b)}")
+    log = st.log("memfill")
+    ok("Sanitizer" not in log and "runtime error:" not in log, "sanitizer report in memfill's log")
     mc.close()
 finally:
     if FAILURES:

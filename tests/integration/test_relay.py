@@ -152,6 +152,8 @@ try:
        f"X-Memfill-Tags relayed: {h}")
     s, h, b = http(web_port, "/interim")
     ok(s == 200 and h.get("x-final") == "yes" and b == b"interim\n", f"after a 103: {s} {h}")
+    log = st.log("memfill")
+    ok("Sanitizer" not in log and "runtime error:" not in log, "sanitizer report in memfill's log")
     mc.close()
 finally:
     if FAILURES:
