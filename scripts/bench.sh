@@ -34,6 +34,9 @@
 #   REF_FORKS   reference app processes (4)  REF_LISTEN tcp | unix (tcp)
 #   MC_KEEPALIVE  memcached pool of the tuned hit and of memfill's
 #               generated config (2048; memfillctl nginx-conf --keepalive)
+#   MF_FCGI_KEEPALIVE  experiment: N > 0 adds FastCGI keep-alive (N idle
+#               connections, fastcgi_keep_conn on) to the generated config
+#               (libfcgi pins a worker to a kept connection: N < MF_WORKERS)
 #   HOT_N 1000  HIT_PCT 90  PAGE_BYTES 2048
 #   BASE_PORT   61080 (uses +0..+5): keep it outside the kernel's ephemeral
 #               range (net.ipv4.ip_local_port_range, 32768-60999 on Debian),
@@ -71,6 +74,7 @@ MF_LISTEN=${MF_LISTEN:-unix}
 REF_FORKS=${REF_FORKS:-4}
 REF_LISTEN=${REF_LISTEN:-tcp}
 MC_KEEPALIVE=${MC_KEEPALIVE:-2048}
+MF_FCGI_KEEPALIVE=${MF_FCGI_KEEPALIVE:-0}
 HOT_N=${HOT_N:-1000}
 HIT_PCT=${HIT_PCT:-90}
 PAGE_BYTES=${PAGE_BYTES:-2048}
@@ -282,6 +286,12 @@ start_memfill() {
         say "note: this memfillctl has no --keepalive; its default pool is used"
         "$MEMFILLCTL" -c "$WORK/memfill.json" nginx-conf --listen "$listen" \
             --server-name memfill > "$WORK/conf/memfill.conf" || die "memfillctl nginx-conf failed"
+    fi
+    if ((MF_FCGI_KEEPALIVE > 0)); then
+        # experiment: FastCGI keep-alive from nginx to memfill (libfcgi
+        # pins a worker to a kept connection: keep it below MF_WORKERS)
+        sed -i -e "/^upstream memfill_app {/a\\    keepalive $MF_FCGI_KEEPALIVE;" \
+            -e 's/^\( *\)fastcgi_pass memfill_app;/\1fastcgi_keep_conn on;\n&/' "$WORK/conf/memfill.conf"
     fi
     "$MEMFILL" -c "$WORK/memfill.json" > "$WORK/logs/memfill.out" 2>&1 &
     MF_PID=$!

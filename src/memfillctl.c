@@ -19,7 +19,6 @@
 #include "memfill/purge.h"
 #include "memfill/request.h"
 #include "memfill/statusd.h"
-#include "memfill/urlreq.h"
 #include "memfill/site.h"
 #include "memfill/template.h"
 #include "memfill/util.h"
@@ -344,18 +343,19 @@ static int cmd_purge(int argc, char **argv)
         if (mode == BY_KEY) {
             buf_append_str(&raw, arg);
         } else {
-            struct urlreq u;
-            if (urlreq_build(&u, "GET", arg, &e) < 0) {
-                fprintf(stderr, "memfillctl: purge: %s\n", e.text);
-                err_clear(&e);
+            /* The key a GET of this URL would have, params built as for warm. */
+            struct warm_url u;
+            const char *why;
+            if (warm_url_parse(arg, strlen(arg), &u, &why) < 0) {
+                fprintf(stderr, "memfillctl: purge: %s: %s\n", arg, why);
                 rc = 1;
                 continue;
             }
-            struct request req;
-            request_init(&req, u.envp);
-            key_pattern_eval(pat, request_param_cb, &req, &raw);
-            request_fini(&req);
-            urlreq_fini(&u);
+            struct warm_params p;
+            warm_params_build(pat, &u, NULL, &p);
+            buf_append(&raw, p.key.data ? p.key.data : "", p.key.len);
+            warm_params_fini(&p);
+            warm_url_fini(&u);
         }
         int r = purge_key(mc, sel, raw.data ? raw.data : "", raw.len);
         struct buf esc = BUF_INIT;

@@ -138,6 +138,9 @@ static void take_pending_signals(void)
     }
 }
 
+/* Kinds of configuration-drift notes (rate-limited in the log). */
+enum note_kind { NOTE_KEY_DRIFT, NOTE_BACKEND_MISMATCH, NOTE_NODE_DRIFT, NOTE_KINDS };
+
 struct worker {
     const struct site *site;
     const struct config *cfg;
@@ -152,6 +155,8 @@ struct worker {
     struct buf scratch;
     struct buf gz; /* the compressed value when cache.gzip_flag is set */
     struct stampede stampede; /* the stampede lock of the current request */
+    uint64_t note_last_ms[NOTE_KINDS]; /* rate limit of drift notes */
+    unsigned note_suppressed[NOTE_KINDS];
 };
 
 /* Total bytes of params, to enforce max_params. */
@@ -254,6 +259,34 @@ static size_t produce(struct worker *w)
     return ri;
 }
 
+/* Drift and mismatch notes are counted every time but logged at most once
+ * per NOTE_INTERVAL_MS per kind and worker, with the number suppressed, so
+ * a misconfigured nginx cannot flood the log. */
+#define NOTE_INTERVAL_MS 10000
+
+/* Returns 1 when a note of kind may be logged now. */
+static int note_allowed(struct worker *w, enum note_kind kind)
+{
+    uint64_t now = util_now_ms();
+    if (w->note_last_ms[kind] && now - w->note_last_ms[kind] < NOTE_INTERVAL_MS) {
+        w->note_suppressed[kind]++;
+        return 0;
+    }
+    w->note_last_ms[kind] = now;
+    return 1;
+}
+
+/* Logs the note in s, with how many were suppressed since the last one. */
+static void log_note(struct worker *w, enum note_kind kind, struct buf *s)
+{
+    if (w->note_suppressed[kind])
+        buf_printf(s, " (%u more like this in the last %d s)", w->note_suppressed[kind],
+                   NOTE_INTERVAL_MS / 1000);
+    w->note_suppressed[kind] = 0;
+    log_warn("%s", s->data);
+    buf_reset(s, 4096);
+}
+
 static void log_notes(struct worker *w)
 {
     const struct store_job *j = &w->job;
@@ -263,37 +296,39 @@ static void log_notes(struct worker *w)
     buf_reset(s, 4096);
     if (j->key_drift) {
         count(w, STATS_KEY_DRIFT);
-        struct buf own = BUF_INIT;
-        key_pattern_eval(w->site->key, request_param_cb, &w->req, &own);
-        buf_append_str(s, "key drift: nginx sent MEMC_KEY \"");
-        log_escape(s, j->raw_key.data, j->raw_key.len, 200);
-        buf_append_str(s, "\" but cache.key gives \"");
-        log_escape(s, own.data ? own.data : "", own.len, 200);
-        buf_append_str(s, "\"; the nginx config and memfill's disagree");
-        buf_fini(&own);
-        log_warn("%s", s->data);
-        buf_reset(s, 4096);
+        if (note_allowed(w, NOTE_KEY_DRIFT)) {
+            struct buf own = BUF_INIT;
+            key_pattern_eval(w->site->key, request_param_cb, &w->req, &own);
+            buf_append_str(s, "key drift: nginx sent MEMC_KEY \"");
+            log_escape(s, j->raw_key.data, j->raw_key.len, 200);
+            buf_append_str(s, "\" but cache.key gives \"");
+            log_escape(s, own.data ? own.data : "", own.len, 200);
+            buf_append_str(s, "\"; the nginx config and memfill's disagree");
+            buf_fini(&own);
+            log_note(w, NOTE_KEY_DRIFT, s);
+        }
     }
     if (j->backend_mismatch) {
         count(w, STATS_BACKEND_MISMATCH);
-        buf_append_str(s, "MEMC_BACKEND \"");
-        log_escape(s, w->req.memc_backend, strlen(w->req.memc_backend), 200);
-        buf_append_str(s, "\" names no configured memcached node; not connecting to it, "
-                          "using the computed node");
-        log_warn("%s", s->data);
-        buf_reset(s, 4096);
+        if (note_allowed(w, NOTE_BACKEND_MISMATCH)) {
+            buf_append_str(s, "MEMC_BACKEND \"");
+            log_escape(s, w->req.memc_backend, strlen(w->req.memc_backend), 200);
+            buf_append_str(s, "\" names no configured memcached node; not connecting to "
+                              "it, using the computed node");
+            log_note(w, NOTE_BACKEND_MISMATCH, s);
+        }
     }
     if (j->node_drift) {
         count(w, STATS_NODE_DRIFT);
-        buf_append_str(s, "node drift: nginx read key \"");
-        log_escape(s, j->esc_key.data, j->esc_key.len, 200);
-        buf_printf(s, "\" from %s, memfill computes %s; writing where nginx reads",
-                   mcwriter_node_address(w->mc, (size_t)j->node),
-                   nodesel_server(w->site->nodes,
-                                  (size_t)nodesel_pick(w->site->nodes, j->raw_key.data,
-                                                       j->raw_key.len))
-                       ->address);
-        log_warn("%s", s->data);
+        if (note_allowed(w, NOTE_NODE_DRIFT)) {
+            int computed = nodesel_pick(w->site->nodes, j->raw_key.data, j->raw_key.len);
+            buf_append_str(s, "node drift: nginx read key \"");
+            log_escape(s, j->esc_key.data, j->esc_key.len, 200);
+            buf_printf(s, "\" from %s, memfill computes %s; writing where nginx reads",
+                       mcwriter_node_address(w->mc, (size_t)j->node),
+                       nodesel_server(w->site->nodes, (size_t)computed)->address);
+            log_note(w, NOTE_NODE_DRIFT, s);
+        }
     }
 }
 
