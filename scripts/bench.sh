@@ -32,13 +32,15 @@
 #   CONNS       "50 500 2000"      DURATION 5 (s)   WARMUP 1 (s)
 #   MF_WORKERS  memfill workers (4)          MF_LISTEN unix | tcp (unix)
 #   REF_FORKS   reference app processes (4)  REF_LISTEN tcp | unix (tcp)
-#   MC_KEEPALIVE  memcached pool of the tuned hit and of memfill's
-#               generated config (2048; memfillctl nginx-conf --keepalive)
+#   MC_KEEPALIVE  memcached pool of the tuned hit (2048)
+#   MF_MC_KEEPALIVE  memcached pool in memfill's generated config
+#               (memfillctl nginx-conf --keepalive; default: MC_KEEPALIVE;
+#               "default" = what memfillctl prints without the option)
 #   MF_FCGI_KEEPALIVE  experiment: N > 0 adds FastCGI keep-alive (N idle
 #               connections, fastcgi_keep_conn on) to the generated config
 #               (libfcgi pins a worker to a kept connection: N < MF_WORKERS)
 #   HOT_N 1000  HIT_PCT 90  PAGE_BYTES 2048
-#   BASE_PORT   61080 (uses +0..+5): keep it outside the kernel's ephemeral
+#   BASE_PORT   61080 (uses +0..+6): keep it outside the kernel's ephemeral
 #               range (net.ipv4.ip_local_port_range, 32768-60999 on Debian),
 #               or the bench's own outgoing connections may hold the port
 #   NGX_CPU / WRK_CPU  CPU lists for taskset (auto: first / last CPU;
@@ -75,6 +77,7 @@ REF_FORKS=${REF_FORKS:-4}
 REF_LISTEN=${REF_LISTEN:-tcp}
 MC_KEEPALIVE=${MC_KEEPALIVE:-2048}
 MF_FCGI_KEEPALIVE=${MF_FCGI_KEEPALIVE:-0}
+MF_MC_KEEPALIVE=${MF_MC_KEEPALIVE:-$MC_KEEPALIVE}
 HOT_N=${HOT_N:-1000}
 HIT_PCT=${HIT_PCT:-90}
 PAGE_BYTES=${PAGE_BYTES:-2048}
@@ -92,6 +95,7 @@ ORIGIN_PORT=$((BASE_PORT + 2))
 MC_PORT=$((BASE_PORT + 3))
 REF_PORT=$((BASE_PORT + 4))
 MF_TCP_PORT=$((BASE_PORT + 5))
+ADMIN_PORT=$((BASE_PORT + 6))   # memfill's status (memfillctl stats)
 
 WORK=
 NGX_PID= ORIGIN_PID= MC_PID= MF_PID= REF_PIDS=
@@ -214,6 +218,7 @@ fill() { # template output: replace @NAME@ placeholders
         -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" -e "s|@MC_PORT@|$MC_PORT|g" \
         -e "s|@REF_ADDR@|$REF_ADDR|g" -e "s|@MF_LISTEN@|$MF_ADDR|g" \
         -e "s|@MF_WORKERS@|$MF_WORKERS|g" -e "s|@MC_KEEPALIVE@|$MC_KEEPALIVE|g" \
+        -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" \
         -e "s|@BACKLOG@|$BACKLOG|g" -e "s|@NOFILE@|$NGX_NOFILE|g" \
         -e "s|@WORKER_CONNECTIONS@|$NGX_CONNS|g" "$1" > "$2"
 }
@@ -281,12 +286,11 @@ start_memfill() {
         { cat "$WORK/logs/memfill-t.log" >&2; die "memfill -t rejected the bench config"; }
     # the nginx side, generated (keepalive pool sized like the tuned hit's)
     local listen="127.0.0.1:$MF_PORT backlog=$BACKLOG"
-    if ! "$MEMFILLCTL" -c "$WORK/memfill.json" nginx-conf --listen "$listen" \
-        --server-name memfill --keepalive "$MC_KEEPALIVE" > "$WORK/conf/memfill.conf" 2> /dev/null; then
-        say "note: this memfillctl has no --keepalive; its default pool is used"
-        "$MEMFILLCTL" -c "$WORK/memfill.json" nginx-conf --listen "$listen" \
-            --server-name memfill > "$WORK/conf/memfill.conf" || die "memfillctl nginx-conf failed"
-    fi
+    local -a ka=(--keepalive "$MF_MC_KEEPALIVE")
+    [[ $MF_MC_KEEPALIVE == default ]] && ka=()
+    "$MEMFILLCTL" -c "$WORK/memfill.json" nginx-conf --listen "$listen" \
+        --server-name memfill "${ka[@]}" > "$WORK/conf/memfill.conf" ||
+        die "memfillctl nginx-conf failed"
     if ((MF_FCGI_KEEPALIVE > 0)); then
         # experiment: FastCGI keep-alive from nginx to memfill (libfcgi
         # pins a worker to a kept connection: keep it below MF_WORKERS)
@@ -471,7 +475,6 @@ setup() { # scenario
 }
 
 declare -A RPS P99 ERRS
-MF_REQUESTS=0
 
 measure() { # scenario conns
     local s=$1 c=$2
@@ -493,8 +496,6 @@ measure() { # scenario conns
     local -a c1=("${CPU[@]}")
     mc_counts
     local -a m2=("${MC_COUNTS[@]}")
-    [[ $s == mf-miss || $s == mf-relay || $s == mf-mixed ]] &&
-        MF_REQUESTS=$((MF_REQUESTS + m2[2] - m0[2]))
     local line
     line=$(awk -v ncpu="$NCPU" -v a="${c0[*]}" -v b="${c1[*]}" -v ma="${m1[*]}" -v mb="${m2[*]}" \
         -v w="${WRK[*]}" '
@@ -582,28 +583,32 @@ report() {
         printf '%-44s%9s   0: %s\n' "memfill errors at 2000 conns" "$errs" "$( ((errs == 0)) && echo met || echo MISSED)"
     fi
     if [[ -n $MF_PID ]]; then
-        local p rss max=0 list=
+        # memfill's own account (memfillctl stats, from the scoreboard):
+        # requests per worker, and every store outcome that was not "stored"
+        local stats
+        stats=$("$MEMFILLCTL" -c "$WORK/memfill.json" stats 2> /dev/null)
+        local p rss max=0 list= reqs total=0 line
         for p in $MF_WORKER_PIDS; do
-            rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null)
-            [[ -n $rss ]] || { list+=" $p:gone"; continue; }
-            list+=" ${rss}kB"
+            rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2> /dev/null)
+            reqs=$(grep -o "\"pid\":$p,[^}]*\"requests\":[0-9]*" <<< "$stats" | grep -o '[0-9]*$')
+            [[ -n $rss ]] || { list+=" $p: gone;"; continue; }
+            list+=" $p: ${reqs:-?} requests, ${rss} kB;"
+            total=$((total + ${reqs:-0}))
             ((rss > max)) && max=$rss
         done
-        local now
-        now=$(children_of "$MF_PID" | sort | tr '\n' ' ')
-        [[ $now == "$(tr ' ' '\n' <<< "$MF_WORKER_PIDS" | sed '/^$/d' | sort | tr '\n' ' ')" ]] ||
+        [[ $(children_of "$MF_PID" | sort | tr '\n' ' ') == "$(tr ' ' '\n' <<< "$MF_WORKER_PIDS" | sed '/^$/d' | sort | tr '\n' ' ')" ]] ||
             say "note: memfill's workers changed during the run (a respawn): RSS is of fresh workers"
-        if ((MF_REQUESTS >= 100000)); then
+        if ((total >= 100000)); then
             verdict=$( ((max <= 8192)) && echo met || echo MISSED)
         else
-            verdict="not judged: fewer than 100000 requests"
+            verdict="not judged: only $total requests"
         fi
         printf '%-44s%9s   <= 8192 kB after >= 100k requests: %s\n' \
             "memfill worker VmRSS, max (kB)" "$max" "$verdict"
-        echo "  memfill stored $MF_REQUESTS pages over $MF_WORKERS workers; VmRSS per worker:$list"
-        local fails
-        fails=$(grep -c 'store failed' "$WORK/logs/memfill.log" 2>/dev/null)
-        echo "  memfill log: ${fails:-0} failed stores, $(awk 'END { print NR }' "$WORK/logs/memfill.log" 2>/dev/null) lines"
+        echo "  memfill workers ($total requests in all):$list"
+        line=$(grep -o '"counters":{[^}]*}' <<< "$stats" | tr -d '{}"' | sed 's/^counters://' |
+            tr ',' '\n' | awk -F: '$2 != 0 { printf " %s %s", $1, $2 }')
+        echo "  memfill counters (non-zero):${line:- (status not available)}"
     fi
 }
 
@@ -660,10 +665,10 @@ BACKLOG=$(cat /proc/sys/net/core/somaxconn 2> /dev/null || echo 4096)
 ((BACKLOG > 4096)) && BACKLOG=4096
 
 read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range 2> /dev/null || eph_lo=0 eph_hi=0
-if ((BASE_PORT + 5 >= eph_lo && BASE_PORT <= eph_hi)); then
-    say "note: ports $BASE_PORT-$((BASE_PORT + 5)) lie in the ephemeral range $eph_lo-$eph_hi"
+if ((BASE_PORT + 6 >= eph_lo && BASE_PORT <= eph_hi)); then
+    say "note: ports $BASE_PORT-$((BASE_PORT + 6)) lie in the ephemeral range $eph_lo-$eph_hi"
 fi
-for ((p = BASE_PORT; p <= BASE_PORT + 5; p++)); do
+for ((p = BASE_PORT; p <= BASE_PORT + 6; p++)); do
     if (exec 3<> "/dev/tcp/127.0.0.1/$p") 2> /dev/null; then
         die "port $p is already in use (set BASE_PORT)"
     fi

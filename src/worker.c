@@ -11,11 +11,12 @@
  *   3. per-process resources: libfcgi request, memcached handles (the
  *      mcwriter connects lazily, so nothing opened before fork is reused).
  * Waiting for a request: libfcgi's accept loop checks "shutdown pending"
- * and then blocks in accept(); a SIGTERM landing between the two is lost
- * (its EINTR is retried) and the worker would sleep until the next
- * connection. So the stop and reopen signals stay BLOCKED all the time
- * except inside ppoll() on the (non-blocking) listening socket, which
- * unblocks them atomically: a stop while idle ends ppoll at once, and a
+ * and then blocks in accept(); a SIGTERM landing between the two runs its
+ * handler before accept() starts, so there is no EINTR and the worker
+ * sleeps until the next connection. So the stop and reopen signals stay
+ * BLOCKED all the time except inside ppoll() on the (non-blocking)
+ * listening socket, which unblocks them atomically: a stop while idle
+ * ends ppoll at once, and a
  * stop during a request waits until the request is answered and stored,
  * with no EINTR inside libfcgi's reads and writes or a handler's sleeps.
  * ppoll runs the handlers only when it returns EINTR, so after it says

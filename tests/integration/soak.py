@@ -14,6 +14,7 @@ SOAK_MAX_GROWTH_KB (default 4096) or any request failed.
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +37,7 @@ function setup(thread)
     counter = counter + 1
 end
 local limit = tonumber(os.getenv("SOAK_PER_THREAD"))
+local run = os.getenv("SOAK_RUN")
 local n = 0
 local answered = 0
 function request()
@@ -43,13 +45,13 @@ function request()
     local r = n % 20
     local path
     if r == 0 then
-        path = "/files/missing-" .. tid .. "-" .. n
+        path = "/files/missing-" .. run .. "-" .. tid .. "-" .. n
     elseif r < 3 then
-        path = "/files/hello.html?t=" .. tid .. "&n=" .. n
+        path = "/files/hello.html?r=" .. run .. "&t=" .. tid .. "&n=" .. n
     elseif r == 3 then
-        path = "/plain?t=" .. tid .. "&n=" .. n
+        path = "/plain?r=" .. run .. "&t=" .. tid .. "&n=" .. n
     else
-        path = "/page/" .. tid .. "/" .. n .. "?q=caf%C3%A9+" .. n
+        path = "/page/" .. run .. "/" .. tid .. "/" .. n .. "?q=caf%C3%A9+" .. n
     end
     return wrk.format("GET", path)
 end
@@ -83,13 +85,30 @@ def rss_kb(pid):
     return 0
 
 
-def run_wrk(port, script, n, threads=2, conns=16):
-    env = dict(os.environ, SOAK_PER_THREAD=str(max(1, n // threads)))
+def run_wrk(port, script, n, admin_port, threads=2, conns=16):
+    """wrk sends n requests (each thread stops after n/threads answers).
+    wrk itself always waits out its -d duration, so it is stopped with
+    SIGINT (it then prints its figures) once memfill's request counter
+    shows all n arrived, or when it stops moving for 5 s."""
+    run_wrk.runs = getattr(run_wrk, "runs", 0) + 1
+    env = dict(os.environ, SOAK_PER_THREAD=str(max(1, n // threads)), SOAK_RUN=str(run_wrk.runs))
+    base = admin_status(admin_port)["counters"]["requests"]
     t0 = time.monotonic()
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", "-d600s", "--timeout", "10s",
+    p = subprocess.Popen(["wrk", f"-t{threads}", f"-c{conns}", "-d3600s", "--timeout", "10s",
                           "-s", script, f"http://127.0.0.1:{port}/"],
-                         capture_output=True, text=True, env=env, timeout=900).stdout
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    last, last_t = -1, time.monotonic()
+    while p.poll() is None:
+        time.sleep(0.25)
+        served = admin_status(admin_port)["counters"]["requests"] - base
+        if served != last:
+            last, last_t = served, time.monotonic()
+        if served >= threads * (n // threads) or time.monotonic() - last_t > 5:
+            break
     took = time.monotonic() - t0
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+    out = p.communicate(timeout=60)[0]
     m = re.search(r"(\d+) requests in", out)
     done = int(m.group(1)) if m else 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -135,14 +154,14 @@ try:
     script = st.write("soak.lua", LUA)
 
     warm = min(5000, max(1000, requests // 20))
-    run_wrk(web_port, script, warm)
+    run_wrk(web_port, script, warm, admin_port)
     time.sleep(0.5)
     s0 = admin_status(admin_port)
     pids = sorted(w["pid"] for w in s0["workers"])
     before = {p: rss_kb(p) for p in pids}
     master_before = rss_kb(memfill.pid)
 
-    done, non2xx, errors, took, out = run_wrk(web_port, script, requests)
+    done, non2xx, errors, took, out = run_wrk(web_port, script, requests, admin_port)
     time.sleep(0.5)
     s1 = admin_status(admin_port)
     after = {p: rss_kb(p) for p in pids if os.path.exists(f"/proc/{p}")}
