@@ -30,6 +30,8 @@
 # Settings (environment):
 #   SCENARIOS   default: all of the above
 #   CONNS       "50 500 2000"      DURATION 5 (s)   WARMUP 1 (s)
+#   ROUNDS      1: run the whole list this many times and judge the medians
+#               (a busy machine makes single runs noisy: see the othr column)
 #   MF_WORKERS  memfill workers (4)          MF_LISTEN unix | tcp (unix)
 #   REF_FORKS   reference app processes (4)  REF_LISTEN tcp | unix (tcp)
 #   MC_KEEPALIVE  memcached pool of the tuned hit (2048)
@@ -70,6 +72,7 @@ ASSETS=$TOP/bench
 SCENARIOS=${SCENARIOS:-"static hit fcache ref ref-store srcache ref-mixed mf-miss mf-relay mf-hit mf-mixed"}
 CONNS=${CONNS:-"50 500 2000"}
 DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-1}
 MF_WORKERS=${MF_WORKERS:-4}
 MF_LISTEN=${MF_LISTEN:-unix}
@@ -111,9 +114,10 @@ die() {
 # ------------------------------------------------------------ processes
 
 running() { # pid: true while it exists and is not a zombie
-    local st
-    st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n $st && $st != Z ]]
+    local line
+    { read -r line < "/proc/$1/stat"; } 2> /dev/null || return 1
+    line=${line##*) }
+    [[ -n $line && ${line:0:1} != Z ]]
 }
 
 children_of() { # pid -> its direct children, one per line
@@ -218,7 +222,7 @@ fill() { # template output: replace @NAME@ placeholders
         -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" -e "s|@MC_PORT@|$MC_PORT|g" \
         -e "s|@REF_ADDR@|$REF_ADDR|g" -e "s|@MF_LISTEN@|$MF_ADDR|g" \
         -e "s|@MF_WORKERS@|$MF_WORKERS|g" -e "s|@MC_KEEPALIVE@|$MC_KEEPALIVE|g" \
-        -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" \
+        -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" -e "s|@LISTEN_MODE@|$MF_MODE|g" \
         -e "s|@BACKLOG@|$BACKLOG|g" -e "s|@NOFILE@|$NGX_NOFILE|g" \
         -e "s|@WORKER_CONNECTIONS@|$NGX_CONNS|g" "$1" > "$2"
 }
@@ -476,6 +480,57 @@ setup() { # scenario
 
 declare -A RPS P99 ERRS
 
+# One result line; remembers req/s, p99 and errors for the ratios.
+print_row() { # scenario conns fields... (as measure's awk prints them, then
+              # the socket errors: connect read write timeout)
+    local s=$1 c=$2
+    shift 2
+    local -a o=("$@")
+    printf '%-10s %5s %8s %8s %8s %6s %6s | %4s %4s %4s %4s %4s %4s | %6s %6s | %5s %5s %5s' \
+        "$s" "$c" "${o[0]}" "${o[1]}" "${o[2]}" "${o[3]}" "${o[4]}" "${o[5]}" "${o[6]}" \
+        "${o[7]}" "${o[8]}" "${o[9]}" "${o[10]}" "${o[11]}" "${o[15]}" "${o[12]}" "${o[13]}" "${o[14]}"
+    if ((o[4] > 0)); then
+        printf '  [socket errors: connect %s, read %s, write %s, timeout %s]' \
+            "${o[16]}" "${o[17]}" "${o[18]}" "${o[19]}"
+    fi
+    printf '\n'
+    RPS[$s@$c]=${o[0]}
+    P99[$s@$c]=${o[2]}
+    ERRS[$s@$c]=$((o[3] + o[4]))
+}
+
+# With ROUNDS > 1: one line per (scenario, conns) holding the median of
+# every column over the rounds, except the error counts, which are summed.
+print_medians() {
+    echo
+    echo "# median of $ROUNDS rounds (errors: total of the rounds)"
+    local s c line
+    for s in $SCENARIOS; do
+        for c in $conns_ok; do
+            line=$(awk -F'\t' -v s="$s" -v c="$c" '
+                $1 == s && $2 == c { n++; for (i = 4; i <= NF; i++) v[i, n] = $i; nf = NF }
+                END {
+                    if (!n) exit
+                    for (i = 4; i <= nf; i++) {
+                        if (i == 7 || i == 8 || i >= 20) {   # errors: sum
+                            t = 0; for (k = 1; k <= n; k++) t += v[i, k]
+                            out = out " " t; continue
+                        }
+                        for (k = 1; k <= n; k++) a[k] = v[i, k] + 0
+                        for (k = 2; k <= n; k++)          # insertion sort
+                            for (j = k; j > 1 && a[j - 1] > a[j]; j--) { x = a[j]; a[j] = a[j - 1]; a[j - 1] = x }
+                        m = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+                        f = (i == 5 || i == 6 || (i >= 16 && i <= 18)) ? "%.2f" : \
+                            (i == 15 || i == 19) ? "%.1f" : "%.0f"
+                        out = out " " sprintf(f, m)
+                    }
+                    print substr(out, 2)
+                }' "$WORK/rows.tsv")
+            [[ -n $line ]] && print_row "$s" "$c" $line
+        done
+    done
+}
+
 measure() { # scenario conns
     local s=$1 c=$2
     mc_counts
@@ -517,17 +572,11 @@ measure() { # scenario conns
                 pc[1], pc[2], pc[3], pc[4], pc[5], other, us,
                 (q[1] - p[1]) / n, (q[2] - p[2]) / n, (q[3] - p[3]) / n, app
         }')
-    local -a o
-    read -ra o <<< "$line"
-    printf '%-10s %5s %8s %8s %8s %6s %6s | %4s %4s %4s %4s %4s %4s | %6s %6s | %5s %5s %5s\n' \
-        "$s" "$c" "${o[0]}" "${o[1]}" "${o[2]}" "${o[3]}" "${o[4]}" "${o[5]}" "${o[6]}" \
-        "${o[7]}" "${o[8]}" "${o[9]}" "${o[10]}" "${o[11]}" "${o[15]}" "${o[12]}" "${o[13]}" "${o[14]}"
-    RPS[$s@$c]=${o[0]}
-    P99[$s@$c]=${o[2]}
-    ERRS[$s@$c]=$((o[3] + o[4]))
-    if [[ -n $RESULTS ]]; then
-        printf '%s\t%s\t%s\n' "$s" "$c" "$(tr ' ' '\t' <<< "$line")" >> "$RESULTS"
-    fi
+    line+=" ${WRK[5]} ${WRK[6]} ${WRK[7]} ${WRK[8]}"
+    printf '%s\t%s\t%s\t%s\n' "$s" "$c" "$ROUND" "$(tr ' ' '\t' <<< "$line")" >> "$WORK/rows.tsv"
+    [[ -n $RESULTS ]] &&
+        printf '%s\t%s\t%s\t%s\n' "$s" "$c" "$ROUND" "$(tr ' ' '\t' <<< "$line")" >> "$RESULTS"
+    print_row "$s" "$c" $line
     if [[ -n $perf_pid ]]; then
         wait "$perf_pid"
         perf report -i "$WORK/perf-$s-$c.data" --no-children --sort symbol --stdio 2> /dev/null |
@@ -683,8 +732,9 @@ make_page "$WORK/html/static/page.html"
 
 REF_ADDR=127.0.0.1:$REF_PORT
 [[ $REF_LISTEN == unix ]] && REF_ADDR=unix:$WORK/ref.sock
-MF_ADDR=unix:$WORK/memfill.sock
-[[ $MF_LISTEN == tcp ]] && MF_ADDR=127.0.0.1:$MF_TCP_PORT
+# nginx's workers may run as another user: the socket is for everyone
+MF_ADDR=unix:$WORK/memfill.sock MF_MODE=' "listen_mode": "0666",'
+[[ $MF_LISTEN == tcp ]] && MF_ADDR=127.0.0.1:$MF_TCP_PORT MF_MODE=
 
 build
 start_memcached
@@ -707,14 +757,18 @@ printf '%-10s %5s %8s %8s %8s %6s %6s | %4s %4s %4s %4s %4s %4s | %6s %6s | %s\n
     scenario conns req/s p50ms p99ms non2xx sockerr nginx mc app orig wrk othr us/req app-us \
     'mc/req: hit miss set'
 if [[ -n $RESULTS && ! -s $RESULTS ]]; then
-    printf 'scenario\tconns\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tcpu_nginx\tcpu_mc\tcpu_app\tcpu_orig\tcpu_wrk\tcpu_other\tserver_us_per_req\tmc_hit\tmc_miss\tmc_set\tapp_us_per_req\n' > "$RESULTS"
+    printf 'scenario\tconns\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tcpu_nginx\tcpu_mc\tcpu_app\tcpu_orig\tcpu_wrk\tcpu_other\tserver_us_per_req\tmc_hit\tmc_miss\tmc_set\tapp_us_per_req\terr_connect\terr_read\terr_write\terr_timeout\n' > "$RESULTS"
 fi
 
-for s in $SCENARIOS; do
-    for c in $conns_ok; do
-        G_ORIG=
-        setup "$s"
-        measure "$s" "$c"
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    ((ROUNDS > 1)) && echo "# round $ROUND of $ROUNDS"
+    for s in $SCENARIOS; do
+        for c in $conns_ok; do
+            G_ORIG=
+            setup "$s"
+            measure "$s" "$c"
+        done
     done
 done
+((ROUNDS > 1)) && print_medians
 report

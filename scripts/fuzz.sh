@@ -40,7 +40,7 @@ libs="$build/src/libmemfill.a $(pkg-config --libs $pkgs) -ldl"
 for t in $targets; do
     src=tests/fuzz/$t.c
     bin=$build/$t
-    if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ tests/fuzz/fuzz_util.h -nt "$bin" ] ||
+    if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ tests/fuzz/fuzzutil.h -nt "$bin" ] ||
         [ "$build/src/libmemfill.a" -nt "$bin" ]; then
         # shellcheck disable=SC2086
         clang $cflags "$src" $libs -o "$bin"
@@ -49,6 +49,7 @@ done
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export FUZZ_FCGI_DIR=$build/fcgi-tree # the files fuzz_fcgi's handlers read
 fail=0
 
 # ---- regression: every seed and every past crash, once ----

@@ -184,6 +184,13 @@ int nginxconf_render(const struct config *cfg, const struct nginxconf_opts *opts
     } else {
         buf_printf(out, "        memcached_pass %s;\n", up);
     }
+    /* nginx's defaults are 60 s: a frozen node would hold every request for
+     * its keys that long. Use memfill's own memcached timeouts instead. */
+    const char *mod = list ? "memc" : "memcached";
+    buf_printf(out,
+               "        %s_connect_timeout %ums;\n        %s_send_timeout %ums;\n"
+               "        %s_read_timeout %ums;\n",
+               mod, cfg->mc_connect_timeout_ms, mod, cfg->mc_timeout_ms, mod, cfg->mc_timeout_ms);
     buf_append_str(out, "        error_page 404 405 418 502 504 = @memfill;\n    }\n\n");
     buf_append_str(out, "    location @memfill {\n");
     fastcgi_params(out, list ? "$memfill_backend" : "$upstream_addr");

@@ -13,7 +13,7 @@
 #include "memfill/cachepolicy.h"
 #include "memfill/util.h"
 
-#include "fuzz_util.h"
+#include "fuzzutil.h"
 
 #include <time.h>
 

@@ -11,7 +11,7 @@
 #include "memfill/config.h"
 #include "memfill/err.h"
 
-#include "fuzz_util.h"
+#include "fuzzutil.h"
 
 static void load(const uint8_t *data, size_t size, unsigned flags)
 {

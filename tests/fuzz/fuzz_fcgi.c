@@ -27,7 +27,7 @@
 #include "memfill/site.h"
 #include "memfill/store.h"
 
-#include "fuzz_util.h"
+#include "fuzzutil.h"
 
 #include <stdio.h>
 #include <sys/stat.h>
@@ -43,7 +43,9 @@ static const char *const names[16] = {
 };
 
 static struct site *site;
-static char tmpdir[] = "/tmp/memfill-fuzz-fcgi-XXXXXX";
+/* The tree the handlers read: FUZZ_FCGI_DIR when set (scripts/fuzz.sh
+ * points it into the build folder), else a temp folder removed at exit. */
+static char tmpdir[512] = "/tmp/memfill-fuzz-fcgi-XXXXXX";
 
 static void put(const char *rel, const char *text)
 {
@@ -82,9 +84,15 @@ static void cleanup(void)
 
 static void setup(void)
 {
-    if (!mkdtemp(tmpdir))
-        abort();
-    atexit(cleanup);
+    const char *fixed = getenv("FUZZ_FCGI_DIR");
+    if (fixed && *fixed && strlen(fixed) < sizeof tmpdir) {
+        strcpy(tmpdir, fixed);
+        mkdir(tmpdir, 0755);
+    } else {
+        if (!mkdtemp(tmpdir))
+            abort();
+        atexit(cleanup);
+    }
     sub("www");
     sub("site");
     sub("site/data");

@@ -14,7 +14,7 @@
 #include "memfill/err.h"
 #include "memfill/key.h"
 
-#include "fuzz_util.h"
+#include "fuzzutil.h"
 
 struct params {
     char **v;

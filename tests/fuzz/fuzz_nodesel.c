@@ -13,7 +13,7 @@
 #include "memfill/err.h"
 #include "memfill/nodesel.h"
 
-#include "fuzz_util.h"
+#include "fuzzutil.h"
 
 static struct nodesel *sel[4];
 

@@ -14,7 +14,7 @@
 #include "memfill/err.h"
 #include "memfill/route.h"
 
-#include "fuzz_util.h"
+#include "fuzzutil.h"
 
 static const char cfg_text[] =
     "{\"memcached\": {\"servers\": [\"127.0.0.1:11211\"]},\n"

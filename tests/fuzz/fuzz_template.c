@@ -15,7 +15,7 @@
 #include "memfill/err.h"
 #include "memfill/template.h"
 
-#include "fuzz_util.h"
+#include "fuzzutil.h"
 
 #include <jansson.h>
 

@@ -87,8 +87,21 @@ class Trap:
         self.sock.close()
 
 
+def admin_connect(port, wait=10.0):
+    """The master binds the status listener after the FastCGI socket: on a
+    slow machine (valgrind, ASan) it may not accept yet."""
+    end = time.monotonic() + wait
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=5)
+        except ConnectionRefusedError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+
+
 def admin_get(port, path):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s = admin_connect(port)
     s.sendall(f"GET {path} HTTP/1.0\r\nX-Memfill-Token: {TOKEN}\r\n\r\n".encode())
     data = b""
     while True:
@@ -434,6 +447,10 @@ try:
           f"backend_mismatch +{c1['backend_mismatch'] - c0['backend_mismatch']}")
     check("names no configured memcached node" in st.log("memfill"), "mismatch not logged")
     check("\r\nflush_all" not in st.log("memfill"), "raw CR LF from MEMC_BACKEND reached the log")
+    # the warning must not eat the access line's method and URI
+    if check(st.log("memfill").count("access: GET /backend/") == len(bogus) * 3 + 1,
+             "access log lines lost their method and URI next to a MEMC_BACKEND warning"):
+        passed += 1
     alive("MEMC_BACKEND trap")
 
     # ================= MEMC_KEY with control bytes =================
