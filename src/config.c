@@ -574,22 +574,30 @@ static int parse_routes(struct loader *ld, json_t *v, const char *path, struct c
     return 0;
 }
 
+/* ---- the node selector ---- */
+
+struct nodesel *config_nodesel_new(const struct config *cfg, struct err *err)
+{
+    struct nodesel_server *ns = xcalloc(cfg->nservers ? cfg->nservers : 1, sizeof *ns);
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        ns[i].address = cfg->servers[i].address;
+        ns[i].weight = cfg->servers[i].weight;
+        ns[i].name = cfg->servers[i].name;
+    }
+    struct nodesel *sel = nodesel_new(cfg->distribution, ns, cfg->nservers, err);
+    free(ns);
+    return sel;
+}
+
 /* ---- relations between keys ---- */
 
 static int check_relations(struct loader *ld, struct config *cfg)
 {
     if (!cfg->servers)
         return fail(ld, "", 0, "memcached.servers: expected at least one memcached server");
-    struct nodesel_server *ns = xcalloc(cfg->nservers, sizeof *ns);
-    for (size_t i = 0; i < cfg->nservers; i++) {
-        ns[i].address = cfg->servers[i].address;
-        ns[i].weight = cfg->servers[i].weight;
-        ns[i].name = cfg->servers[i].name;
-    }
     struct err e;
     err_clear(&e);
-    struct nodesel *sel = nodesel_new(cfg->distribution, ns, cfg->nservers, &e);
-    free(ns);
+    struct nodesel *sel = config_nodesel_new(cfg, &e);
     if (!sel)
         return fail(ld, "memcached.servers", 0, "%s", e.text);
     nodesel_free(sel);

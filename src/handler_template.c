@@ -99,54 +99,13 @@ static json_t *request_data(const struct request *req, const struct route_match 
     return o;
 }
 
-/* Appends pattern to out with every "{name}" replaced by the capture's
- * value, percent-encoded. Returns 0, or -1 when a name has no capture. */
-static int expand_url(const struct route_match *m, const char *pattern, struct buf *out)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const char *p = pattern;
-    while (*p) {
-        const char *open = strchr(p, '{');
-        const char *close = open ? strchr(open, '}') : NULL;
-        if (!close) {
-            buf_append_str(out, p);
-            break;
-        }
-        buf_append(out, p, (size_t)(open - p));
-        char name[64];
-        size_t nl = (size_t)(close - open - 1);
-        if (nl == 0 || nl >= sizeof name)
-            return -1;
-        memcpy(name, open + 1, nl);
-        name[nl] = '\0';
-        size_t vl;
-        const char *v = route_match_get(m, name, &vl);
-        if (!v)
-            return -1;
-        for (size_t i = 0; i < vl; i++) {
-            unsigned char c = (unsigned char)v[i];
-            if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                c == '-' || c == '.' || c == '_' || c == '~') {
-                buf_append_char(out, (char)c);
-            } else {
-                char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-                buf_append(out, esc, 3);
-            }
-        }
-        p = close + 1;
-    }
-    if (!out->data)
-        buf_append(out, "", 0);
-    return 0;
-}
-
 /* Fetches the data document from the route's data_url. */
 static json_t *fetch_data(struct template_state *s, const struct route_match *m,
                           struct response *resp)
 {
     struct buf url = BUF_INIT, esc = BUF_INIT;
     json_t *data = NULL;
-    if (expand_url(m, s->data_url, &url) < 0) {
+    if (route_expand_url(m, s->data_url, &url) < 0) {
         response_error(resp, 404, "The requested page was not found.");
         goto out;
     }

@@ -80,6 +80,25 @@ static struct config *load_config(void)
     return cfg;
 }
 
+/* Loads the config and its node selector; returns the selector (and the
+ * config in *out), or NULL after printing the error. */
+static struct nodesel *load_selector(struct config **out)
+{
+    struct config *cfg = load_config();
+    *out = cfg;
+    if (!cfg)
+        return NULL;
+    struct err e;
+    err_clear(&e);
+    struct nodesel *sel = config_nodesel_new(cfg, &e);
+    if (!sel) {
+        fprintf(stderr, "memfillctl: memcached.servers: %s\n", e.text);
+        config_free(cfg);
+        *out = NULL;
+    }
+    return sel;
+}
+
 /* ---- where ---- */
 
 static int where_one(const struct nodesel *sel, const char *raw, size_t len)
@@ -144,18 +163,10 @@ static int cmd_where(int argc, char **argv)
         fprintf(stderr, "memfillctl: where: expected at least one KEY, or - for stdin\n");
         return EX_USAGE;
     }
-    struct config *cfg = load_config();
-    if (!cfg)
+    struct config *cfg;
+    struct nodesel *sel = load_selector(&cfg);
+    if (!sel)
         return EX_CONFIG;
-    struct err e;
-    err_clear(&e);
-    struct nodesel *sel = site_nodesel_new(cfg, &e);
-    if (!sel) {
-        char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];
-        fprintf(stderr, "%s\n", err_format(&e, msg, sizeof msg));
-        config_free(cfg);
-        return EX_CONFIG;
-    }
     int rc = 0;
     struct buf key = BUF_INIT;
     for (int i = first; i < argc; i++) {
@@ -310,13 +321,13 @@ static int cmd_purge(int argc, char **argv)
         fprintf(stderr, "memfillctl: purge: expected URI..., --key KEY... or --tag TAG...\n");
         return EX_USAGE;
     }
-    struct config *cfg = load_config();
-    if (!cfg)
+    struct config *cfg;
+    struct nodesel *sel = load_selector(&cfg);
+    if (!sel)
         return EX_CONFIG;
     struct err e;
     err_clear(&e);
-    struct nodesel *sel = site_nodesel_new(cfg, &e);
-    struct key_pattern *pat = sel ? key_pattern_compile(cfg->key, &e) : NULL;
+    struct key_pattern *pat = key_pattern_compile(cfg->key, &e);
     if (!pat) {
         fprintf(stderr, "memfillctl: purge: %s\n", e.text);
         nodesel_free(sel);

@@ -153,16 +153,43 @@ const char *route_match_get(const struct route_match *m, const char *name, size_
     return NULL;
 }
 
-int route_expand(const struct route_match *m, const char *pattern, struct buf *out)
+/* Appends v to out as a file name part; returns -1 when it could not name
+ * a file safely. A lone "." is refused too: next to a literal '.' or
+ * another capture ("{a}." or "{a}{b}") it would make a ".." component. */
+static int append_file_part(const char *v, size_t vl, struct buf *out)
+{
+    if (vl == 0 || memchr(v, '/', vl) || memchr(v, '\0', vl) ||
+        (vl >= 2 && memmem(v, vl, "..", 2)) || (vl == 1 && v[0] == '.'))
+        return -1;
+    buf_append(out, v, vl);
+    return 0;
+}
+
+/* Appends v to out percent-encoded (RFC 3986 unreserved bytes kept). */
+static int append_url_part(const char *v, size_t vl, struct buf *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < vl; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            buf_append_char(out, (char)c);
+        } else {
+            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            buf_append(out, esc, 3);
+        }
+    }
+    return 0;
+}
+
+/* Replaces each "{name}" of pattern by its capture, through append. */
+static int expand(const struct route_match *m, const char *pattern, struct buf *out,
+                  int (*append)(const char *v, size_t vl, struct buf *out))
 {
     const char *p = pattern;
     while (*p) {
         const char *open = strchr(p, '{');
-        if (!open) {
-            buf_append_str(out, p);
-            break;
-        }
-        const char *close = strchr(open, '}');
+        const char *close = open ? strchr(open, '}') : NULL;
         if (!close) {
             buf_append_str(out, p);
             break;
@@ -176,17 +203,23 @@ int route_expand(const struct route_match *m, const char *pattern, struct buf *o
         name[nl] = '\0';
         size_t vl;
         const char *v = route_match_get(m, name, &vl);
-        /* A lone "." is refused too: next to a literal '.' or another
-         * capture ("{a}." or "{a}{b}") it would make a ".." component. */
-        if (!v || vl == 0 || memchr(v, '/', vl) || memchr(v, '\0', vl) ||
-            (vl >= 2 && memmem(v, vl, "..", 2)) || (vl == 1 && v[0] == '.'))
+        if (!v || append(v, vl, out) < 0)
             return -1;
-        buf_append(out, v, vl);
         p = close + 1;
     }
     if (!out->data)
         buf_append(out, "", 0);
     return 0;
+}
+
+int route_expand(const struct route_match *m, const char *pattern, struct buf *out)
+{
+    return expand(m, pattern, out, append_file_part);
+}
+
+int route_expand_url(const struct route_match *m, const char *pattern, struct buf *out)
+{
+    return expand(m, pattern, out, append_url_part);
 }
 
 struct regex_list {

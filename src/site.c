@@ -10,26 +10,6 @@
 
 #include <stdlib.h>
 
-struct nodesel *site_nodesel_new(const struct config *cfg, struct err *err)
-{
-    struct nodesel_server *ns = xcalloc(cfg->nservers ? cfg->nservers : 1, sizeof *ns);
-    for (size_t i = 0; i < cfg->nservers; i++) {
-        ns[i].address = cfg->servers[i].address;
-        ns[i].weight = cfg->servers[i].weight;
-        ns[i].name = cfg->servers[i].name;
-    }
-    struct err e;
-    err_clear(&e);
-    struct nodesel *sel = nodesel_new(cfg->distribution, ns, cfg->nservers, &e);
-    free(ns);
-    if (!sel) {
-        int line = cfg->nservers ? cfg->servers[0].pos.line : 0;
-        int col = cfg->nservers ? cfg->servers[0].pos.col : 0;
-        err_set(err, cfg->path, line, col, "memcached.servers: %s", e.text);
-    }
-    return sel;
-}
-
 struct site *site_new_own(struct config *cfg, struct err *err)
 {
     struct site *s = xcalloc(1, sizeof *s);
@@ -38,9 +18,13 @@ struct site *site_new_own(struct config *cfg, struct err *err)
     s->states = xcalloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *s->states);
     struct err e;
     err_clear(&e);
-    s->nodes = site_nodesel_new(cfg, err);
-    if (!s->nodes)
+    s->nodes = config_nodesel_new(cfg, &e);
+    if (!s->nodes) {
+        int line = cfg->nservers ? cfg->servers[0].pos.line : 0;
+        int col = cfg->nservers ? cfg->servers[0].pos.col : 0;
+        err_set(err, cfg->path, line, col, "memcached.servers: %s", e.text);
         goto fail;
+    }
     s->key = key_pattern_compile(cfg->key, &e);
     if (!s->key) {
         err_set(err, cfg->path, 0, 0, "cache.key: %s (at byte %d of \"%s\")", e.text, e.column,

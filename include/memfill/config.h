@@ -143,6 +143,9 @@ struct config *config_load(const char *path, unsigned flags, struct err *err);
 struct config *config_load_string(const char *text, size_t len, const char *source,
                                   const char *dir, unsigned flags, struct err *err);
 void config_free(struct config *cfg);
+/* Builds the node selector for cfg's servers and distribution. Returns a
+ * new selector (free with nodesel_free()), or NULL with err set. */
+struct nodesel *config_nodesel_new(const struct config *cfg, struct err *err);
 /* Replaces cfg's memcached servers with n addresses (weight 1, no name),
  * e.g. a list found by cluster discovery. The strings are copied. */
 void config_set_servers(struct config *cfg, char *const *addresses, size_t n);

@@ -47,6 +47,11 @@ const char *route_match_get(const struct route_match *m, const char *name, size_
 int route_expand(const struct route_match *m, const char *pattern, struct buf *out);
 
 /* A compiled list of regexes (cache.skip_uri). */
+/* Like route_expand for a URL pattern: each value is percent-encoded
+ * (unreserved bytes kept), so it is safe in a path or query. Returns 0, or
+ * -1 when a name has no capture. */
+int route_expand_url(const struct route_match *m, const char *pattern, struct buf *out);
+
 struct regex_list;
 struct regex_list *regex_list_new(char *const *patterns, const char *what, struct err *err);
 void regex_list_free(struct regex_list *l);

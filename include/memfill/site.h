@@ -33,8 +33,4 @@ struct site {
 struct site *site_new_own(struct config *cfg, struct err *err);
 void site_free(struct site *site);
 
-/* Builds the node selector for cfg alone (memfillctl where/purge). Returns
- * a new selector or NULL with err set. */
-struct nodesel *site_nodesel_new(const struct config *cfg, struct err *err);
-
 #endif
