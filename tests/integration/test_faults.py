@@ -272,7 +272,16 @@ end
         passed += 1
 
     # ---------- 3. origin down ----------
+    # Let the stores of the requests above land first, so the counter
+    # delta below belongs to this step alone.
     c0 = counters()
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        time.sleep(0.3)
+        c_next = counters()
+        if c_next["stored"] == c0["stored"]:
+            break
+        c0 = c_next
     t0 = time.monotonic()
     s, h, b = http(web_port, "/down/page")
     took = time.monotonic() - t0

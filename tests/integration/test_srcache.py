@@ -26,6 +26,7 @@ request) sent about half of the reads to the wrong node: the subrequest
 does not see it, so the upstream must be a separate one.
 """
 import json
+import time
 import os
 import sys
 
@@ -153,7 +154,14 @@ server {{
             return None
 
         def wait(self, key, timeout=2.0):
-            return self.nodes[0].wait(key, 0.01) or self.nodes[1].wait(key, timeout)
+            """get, retried on both nodes until the item appears (memfill
+            stores after answering)."""
+            end = time.monotonic() + timeout
+            while True:
+                item = self.get(key)
+                if item is not None or time.monotonic() > end:
+                    return item
+                time.sleep(0.01)
 
         def ttl(self, key):
             for n in self.nodes:
