@@ -12,19 +12,20 @@
 # the script prints one line per run, then the ratios memfill is judged
 # by. Everything it starts is ended by PID on exit, and the prefix removed.
 #
-# Scenarios (SCENARIOS, space separated, in this order by default):
+# Scenarios (SCENARIOS, space separated; by default in this order, which
+# puts the runs that are compared with each other next to each other):
 #   static     nginx sends a 2 KiB file: the ceiling of any hit
-#   hit        memcached_pass hit on a 2 KiB value, tuned (keepalive pool)
 #   fcache     fastcgi_cache hit (nginx's disk cache before the ref app)
+#   hit        memcached_pass hit on a 2 KiB value, tuned (keepalive pool)
+#   mf-hit     the same hit through the nginx config memfillctl generates
 #   ref        the reference app alone, a new URI per request
 #   ref-store  the naive writer: memcached miss -> error_page -> ref app,
 #              which sets the page (blocking) and then answers
 #   srcache    srcache_fetch miss -> ref app -> srcache_store (nginx stores)
-#   ref-mixed  HIT_PCT% hits over HOT_N warmed keys, the rest ref-store misses
 #   mf-miss    memcached miss -> memfill renders a Mustache template over
 #              JSON (~2 KiB), answers, then stores
 #   mf-relay   memcached miss -> memfill relays the origin's page, stores
-#   mf-hit     a hit through the generated nginx config
+#   ref-mixed  HIT_PCT% hits over HOT_N warmed keys, the rest ref-store misses
 #   mf-mixed   HIT_PCT% hits, the rest mf-miss misses
 #
 # Settings (environment):
@@ -69,7 +70,7 @@ set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 ASSETS=$TOP/bench
 
-SCENARIOS=${SCENARIOS:-"static hit fcache ref ref-store srcache ref-mixed mf-miss mf-relay mf-hit mf-mixed"}
+SCENARIOS=${SCENARIOS:-"static fcache hit mf-hit ref ref-store srcache mf-miss mf-relay ref-mixed mf-mixed"}
 CONNS=${CONNS:-"50 500 2000"}
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-1}
@@ -663,112 +664,119 @@ report() {
 
 # ------------------------------------------------------------ main
 
-NCPU=$(nproc)
-for tool in nginx memcached spawn-fcgi curl cc taskset awk timeout; do
-    command -v "$tool" > /dev/null || die "missing tool: $tool (scripts/install-deps.sh installs it)"
-done
-if ! command -v wrk > /dev/null; then
-    "$TOP/scripts/install-deps.sh" || die "installing wrk failed"
-    command -v wrk > /dev/null || die "wrk is still missing"
-fi
-[[ $MF_LISTEN == unix || $MF_LISTEN == tcp ]] || die "MF_LISTEN must be unix or tcp"
-[[ $REF_LISTEN == unix || $REF_LISTEN == tcp ]] || die "REF_LISTEN must be unix or tcp"
-if [[ $PROFILE == 1 ]] && ! command -v perf > /dev/null; then
-    say "PROFILE=1 needs perf; profiling is off"
-    PROFILE=0
-fi
-
-pin_of() { # setting default -> cpu list or empty
-    local v=$1
-    [[ $v == none ]] && return 0
-    [[ $v == auto ]] && v=$2
-    [[ -n $v ]] && taskset -c "$v" true 2> /dev/null && echo "$v"
-}
-if ((NCPU > 1)); then
-    WRK_PIN=$(pin_of "$WRK_CPU" $((NCPU - 1)))
-    NGX_PIN=$(pin_of "$NGX_CPU" 0)
-else
-    WRK_PIN= NGX_PIN=
-fi
-
-# File descriptors: wrk one per connection; nginx a client and up to two
-# upstream connections per request; memcached one per pooled connection.
-maxc=0
-for c in $CONNS; do ((c > maxc)) && maxc=$c; done
-want=$((4 * maxc + 4096))
-if (($(ulimit -n) < want)); then
-    ulimit -Hn "$want" 2> /dev/null
-    ulimit -n "$want" 2> /dev/null || ulimit -n "$(ulimit -Hn)"
-fi
-soft=$(ulimit -n)
-conns_ok=
-for c in $CONNS; do
-    if ((3 * c + 1024 <= soft)); then conns_ok+=" $c"
-    else say "skipping $c connections: open file limit $soft"; fi
-done
-[[ -n $conns_ok ]] || die "no connection level fits the open file limit ($soft)"
-NGX_CONNS=$((3 * maxc + 1024))
-NGX_NOFILE=$soft
-MC_CONNS=$((MC_KEEPALIVE * 2 + 2 * maxc + 1024))
-BACKLOG=$(cat /proc/sys/net/core/somaxconn 2> /dev/null || echo 4096)
-((BACKLOG > 4096)) && BACKLOG=4096
-
-read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range 2> /dev/null || eph_lo=0 eph_hi=0
-if ((BASE_PORT + 6 >= eph_lo && BASE_PORT <= eph_hi)); then
-    say "note: ports $BASE_PORT-$((BASE_PORT + 6)) lie in the ephemeral range $eph_lo-$eph_hi"
-fi
-for ((p = BASE_PORT; p <= BASE_PORT + 6; p++)); do
-    if (exec 3<> "/dev/tcp/127.0.0.1/$p") 2> /dev/null; then
-        die "port $p is already in use (set BASE_PORT)"
+# All of the work is in one function, so bash has read the whole file
+# before it starts: editing the script during a long run cannot change it.
+main() {
+    NCPU=$(nproc)
+    for tool in nginx memcached spawn-fcgi curl cc taskset awk timeout; do
+        command -v "$tool" > /dev/null || die "missing tool: $tool (scripts/install-deps.sh installs it)"
+    done
+    if ! command -v wrk > /dev/null; then
+        "$TOP/scripts/install-deps.sh" || die "installing wrk failed"
+        command -v wrk > /dev/null || die "wrk is still missing"
     fi
-done
+    [[ $MF_LISTEN == unix || $MF_LISTEN == tcp ]] || die "MF_LISTEN must be unix or tcp"
+    [[ $REF_LISTEN == unix || $REF_LISTEN == tcp ]] || die "REF_LISTEN must be unix or tcp"
+    if [[ $PROFILE == 1 ]] && ! command -v perf > /dev/null; then
+        say "PROFILE=1 needs perf; profiling is off"
+        PROFILE=0
+    fi
 
-WORK=$(mktemp -d -t memfill-bench.XXXXXX) || die "mktemp failed"
-chmod 755 "$WORK"   # nginx's workers may run as another user
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$WORK/logs" "$WORK/conf" "$WORK/tmp" "$WORK/cache" "$WORK/html/static"
-make_page "$WORK/html/static/page.html"
+    pin_of() { # setting default -> cpu list or empty
+        local v=$1
+        [[ $v == none ]] && return 0
+        [[ $v == auto ]] && v=$2
+        [[ -n $v ]] && taskset -c "$v" true 2> /dev/null && echo "$v"
+    }
+    if ((NCPU > 1)); then
+        WRK_PIN=$(pin_of "$WRK_CPU" $((NCPU - 1)))
+        NGX_PIN=$(pin_of "$NGX_CPU" 0)
+    else
+        WRK_PIN= NGX_PIN=
+    fi
 
-REF_ADDR=127.0.0.1:$REF_PORT
-[[ $REF_LISTEN == unix ]] && REF_ADDR=unix:$WORK/ref.sock
-# nginx's workers may run as another user: the socket is for everyone
-MF_ADDR=unix:$WORK/memfill.sock MF_MODE=' "listen_mode": "0666",'
-[[ $MF_LISTEN == tcp ]] && MF_ADDR=127.0.0.1:$MF_TCP_PORT MF_MODE=
+    # File descriptors: wrk one per connection; nginx a client and up to two
+    # upstream connections per request; memcached one per pooled connection.
+    maxc=0
+    for c in $CONNS; do ((c > maxc)) && maxc=$c; done
+    want=$((4 * maxc + 4096))
+    if (($(ulimit -n) < want)); then
+        ulimit -Hn "$want" 2> /dev/null
+        ulimit -n "$want" 2> /dev/null || ulimit -n "$(ulimit -Hn)"
+    fi
+    soft=$(ulimit -n)
+    conns_ok=
+    for c in $CONNS; do
+        if ((3 * c + 1024 <= soft)); then conns_ok+=" $c"
+        else say "skipping $c connections: open file limit $soft"; fi
+    done
+    [[ -n $conns_ok ]] || die "no connection level fits the open file limit ($soft)"
+    NGX_CONNS=$((3 * maxc + 1024))
+    NGX_NOFILE=$soft
+    MC_CONNS=$((MC_KEEPALIVE * 2 + 2 * maxc + 1024))
+    BACKLOG=$(cat /proc/sys/net/core/somaxconn 2> /dev/null || echo 4096)
+    ((BACKLOG > 4096)) && BACKLOG=4096
 
-build
-start_memcached
-start_origin
-need_mf=0
-for s in $SCENARIOS; do [[ $s == mf-* ]] && need_mf=1; done
-if ((need_mf)); then
-    start_memfill
-else
-    : > "$WORK/conf/memfill.conf"
-fi
-start_nginx
-G_NGX="$NGX_PID $(children_of "$NGX_PID" | tr '\n' ' ')"
-G_ORIG=
+    read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range 2> /dev/null || eph_lo=0 eph_hi=0
+    if ((BASE_PORT + 6 >= eph_lo && BASE_PORT <= eph_hi)); then
+        say "note: ports $BASE_PORT-$((BASE_PORT + 6)) lie in the ephemeral range $eph_lo-$eph_hi"
+    fi
+    for ((p = BASE_PORT; p <= BASE_PORT + 6; p++)); do
+        if (exec 3<> "/dev/tcp/127.0.0.1/$p") 2> /dev/null; then
+            die "port $p is already in use (set BASE_PORT)"
+        fi
+    done
 
-echo "# memfill bench $(date -u +%Y-%m-%dT%H:%M:%SZ): nproc $NCPU, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), kernel $(uname -r)"
-echo "# $(nginx -v 2>&1 | sed 's/.*: //'), memcached $(memcached -V | cut -d' ' -f2), $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
-echo "# nginx pinned to ${NGX_PIN:-none}, wrk to ${WRK_PIN:-none}; ${DURATION}s runs after ${WARMUP}s warm-up; memfill: $MF_WORKERS workers on $MF_LISTEN; ref app: $REF_FORKS processes on $REF_LISTEN; memcached keepalive $MC_KEEPALIVE"
-printf '%-10s %5s %8s %8s %8s %6s %6s | %4s %4s %4s %4s %4s %4s | %6s %6s | %s\n' \
-    scenario conns req/s p50ms p99ms non2xx sockerr nginx mc app orig wrk othr us/req app-us \
-    'mc/req: hit miss set'
-if [[ -n $RESULTS && ! -s $RESULTS ]]; then
-    printf 'scenario\tconns\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tcpu_nginx\tcpu_mc\tcpu_app\tcpu_orig\tcpu_wrk\tcpu_other\tserver_us_per_req\tmc_hit\tmc_miss\tmc_set\tapp_us_per_req\terr_connect\terr_read\terr_write\terr_timeout\n' > "$RESULTS"
-fi
+    WORK=$(mktemp -d -t memfill-bench.XXXXXX) || die "mktemp failed"
+    chmod 755 "$WORK"   # nginx's workers may run as another user
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    mkdir -p "$WORK/logs" "$WORK/conf" "$WORK/tmp" "$WORK/cache" "$WORK/html/static"
+    make_page "$WORK/html/static/page.html"
 
-for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
-    ((ROUNDS > 1)) && echo "# round $ROUND of $ROUNDS"
-    for s in $SCENARIOS; do
-        for c in $conns_ok; do
-            G_ORIG=
-            setup "$s"
-            measure "$s" "$c"
+    REF_ADDR=127.0.0.1:$REF_PORT
+    [[ $REF_LISTEN == unix ]] && REF_ADDR=unix:$WORK/ref.sock
+    # nginx's workers may run as another user: the socket is for everyone
+    MF_ADDR=unix:$WORK/memfill.sock MF_MODE=' "listen_mode": "0666",'
+    [[ $MF_LISTEN == tcp ]] && MF_ADDR=127.0.0.1:$MF_TCP_PORT MF_MODE=
+
+    build
+    start_memcached
+    start_origin
+    need_mf=0
+    for s in $SCENARIOS; do [[ $s == mf-* ]] && need_mf=1; done
+    if ((need_mf)); then
+        start_memfill
+    else
+        : > "$WORK/conf/memfill.conf"
+    fi
+    start_nginx
+    G_NGX="$NGX_PID $(children_of "$NGX_PID" | tr '\n' ' ')"
+    G_ORIG=
+
+    echo "# memfill bench $(date -u +%Y-%m-%dT%H:%M:%SZ): nproc $NCPU, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), kernel $(uname -r)"
+    echo "# $(nginx -v 2>&1 | sed 's/.*: //'), memcached $(memcached -V | cut -d' ' -f2), $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
+    echo "# nginx pinned to ${NGX_PIN:-none}, wrk to ${WRK_PIN:-none}; ${DURATION}s runs after ${WARMUP}s warm-up; memfill: $MF_WORKERS workers on $MF_LISTEN; ref app: $REF_FORKS processes on $REF_LISTEN; memcached keepalive $MC_KEEPALIVE"
+    printf '%-10s %5s %8s %8s %8s %6s %6s | %4s %4s %4s %4s %4s %4s | %6s %6s | %s\n' \
+        scenario conns req/s p50ms p99ms non2xx sockerr nginx mc app orig wrk othr us/req app-us \
+        'mc/req: hit miss set'
+    if [[ -n $RESULTS && ! -s $RESULTS ]]; then
+        printf 'scenario\tconns\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tcpu_nginx\tcpu_mc\tcpu_app\tcpu_orig\tcpu_wrk\tcpu_other\tserver_us_per_req\tmc_hit\tmc_miss\tmc_set\tapp_us_per_req\terr_connect\terr_read\terr_write\terr_timeout\n' > "$RESULTS"
+    fi
+
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        ((ROUNDS > 1)) && echo "# round $ROUND of $ROUNDS"
+        for s in $SCENARIOS; do
+            for c in $conns_ok; do
+                G_ORIG=
+                setup "$s"
+                measure "$s" "$c"
+            done
         done
     done
-done
-((ROUNDS > 1)) && print_medians
-report
+    ((ROUNDS > 1)) && print_medians
+    report
+}
+
+main "$@"
+exit
