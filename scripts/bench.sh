@@ -12,21 +12,27 @@
 # the script prints one line per run, then the ratios memfill is judged
 # by. Everything it starts is ended by PID on exit, and the prefix removed.
 #
-# Scenarios (SCENARIOS, space separated; by default in this order, which
-# puts the runs that are compared with each other next to each other):
+# Scenarios (SCENARIOS, space separated), in the default order:
 #   static     nginx sends a 2 KiB file: the ceiling of any hit
 #   fcache     fastcgi_cache hit (nginx's disk cache before the ref app)
 #   hit        memcached_pass hit on a 2 KiB value, tuned (keepalive pool)
 #   mf-hit     the same hit through the nginx config memfillctl generates
+#   mf-mixed   HIT_PCT% hits over HOT_N warmed keys, the rest mf-miss misses
+#   mf-miss    memcached miss -> memfill renders a Mustache template over
+#              JSON (~2 KiB), answers, then stores
+#   mf-relay   memcached miss -> memfill relays the origin's page, stores
+#   ref-mixed  HIT_PCT% hits, the rest ref-store misses
 #   ref        the reference app alone, a new URI per request
 #   ref-store  the naive writer: memcached miss -> error_page -> ref app,
 #              which sets the page (blocking) and then answers
 #   srcache    srcache_fetch miss -> ref app -> srcache_store (nginx stores)
-#   mf-miss    memcached miss -> memfill renders a Mustache template over
-#              JSON (~2 KiB), answers, then stores
-#   mf-relay   memcached miss -> memfill relays the origin's page, stores
-#   ref-mixed  HIT_PCT% hits over HOT_N warmed keys, the rest ref-store misses
-#   mf-mixed   HIT_PCT% hits, the rest mf-miss misses
+# Why this order: over TCP (REF_LISTEN=tcp, the default, as the naive
+# writer is usually run) every request to the reference app leaves a
+# loopback TIME-WAIT socket for 60 s, tens of thousands per run; at 2000
+# connections whatever runs next inherits that (seconds-long connection
+# stalls, connections reset). So the scenarios that use the reference app
+# the most run last, each after its own kind; the tw column of RESULTS
+# shows the TIME-WAIT count each run started with.
 #
 # Settings (environment):
 #   SCENARIOS   default: all of the above
@@ -70,7 +76,7 @@ set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 ASSETS=$TOP/bench
 
-SCENARIOS=${SCENARIOS:-"static fcache hit mf-hit ref ref-store srcache mf-miss mf-relay ref-mixed mf-mixed"}
+SCENARIOS=${SCENARIOS:-"static fcache hit mf-hit mf-mixed mf-miss mf-relay ref-mixed ref ref-store srcache"}
 CONNS=${CONNS:-"50 500 2000"}
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-1}
@@ -513,7 +519,7 @@ print_medians() {
                 END {
                     if (!n) exit
                     for (i = 4; i <= nf; i++) {
-                        if (i == 7 || i == 8 || i >= 20) {   # errors: sum
+                        if (i == 7 || i == 8 || (i >= 20 && i <= 23)) { # errors: sum
                             t = 0; for (k = 1; k <= n; k++) t += v[i, k]
                             out = out " " t; continue
                         }
@@ -545,6 +551,8 @@ measure() { # scenario conns
     fi
     mc_counts
     local -a m1=("${MC_COUNTS[@]}")
+    local tw0
+    tw0=$(awk '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "tw") print $(i + 1) }' /proc/net/sockstat)
     cpu_snap
     local -a c0=("${CPU[@]}")
     run_wrk "$TARGET_PORT" "$c" "$DURATION" "$TARGET_PATH"
@@ -573,7 +581,7 @@ measure() { # scenario conns
                 pc[1], pc[2], pc[3], pc[4], pc[5], other, us,
                 (q[1] - p[1]) / n, (q[2] - p[2]) / n, (q[3] - p[3]) / n, app
         }')
-    line+=" ${WRK[5]} ${WRK[6]} ${WRK[7]} ${WRK[8]}"
+    line+=" ${WRK[5]} ${WRK[6]} ${WRK[7]} ${WRK[8]} $tw0"
     printf '%s\t%s\t%s\t%s\n' "$s" "$c" "$ROUND" "$(tr ' ' '\t' <<< "$line")" >> "$WORK/rows.tsv"
     [[ -n $RESULTS ]] &&
         printf '%s\t%s\t%s\t%s\n' "$s" "$c" "$ROUND" "$(tr ' ' '\t' <<< "$line")" >> "$RESULTS"
@@ -761,7 +769,7 @@ main() {
         scenario conns req/s p50ms p99ms non2xx sockerr nginx mc app orig wrk othr us/req app-us \
         'mc/req: hit miss set'
     if [[ -n $RESULTS && ! -s $RESULTS ]]; then
-        printf 'scenario\tconns\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tcpu_nginx\tcpu_mc\tcpu_app\tcpu_orig\tcpu_wrk\tcpu_other\tserver_us_per_req\tmc_hit\tmc_miss\tmc_set\tapp_us_per_req\terr_connect\terr_read\terr_write\terr_timeout\n' > "$RESULTS"
+        printf 'scenario\tconns\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tcpu_nginx\tcpu_mc\tcpu_app\tcpu_orig\tcpu_wrk\tcpu_other\tserver_us_per_req\tmc_hit\tmc_miss\tmc_set\tapp_us_per_req\terr_connect\terr_read\terr_write\terr_timeout\ttime_wait_at_start\n' > "$RESULTS"
     fi
 
     for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do

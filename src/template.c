@@ -42,6 +42,7 @@
 #include "memfill/util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -809,34 +810,67 @@ static int truthy(const json_t *v)
     return 1;
 }
 
+/* The shortest decimal digits of a (> 0) that read back as a, when that
+ * decimal is m / 10^f with m below 10^15: the first f that works gives the
+ * fewest digits. The check is exact: m and 10^f are exact doubles and the
+ * division rounds correctly, so it yields what strtod yields for the
+ * decimal; and a * 10^f is within 0.2 of that m, so rounding finds it.
+ * Writes the digits of m and returns the position of the decimal point
+ * (after how many digits), or returns INT_MIN when a needs more digits. */
+static int short_decimal(double a, char *digits, int *k)
+{
+    static const double p10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    for (int f = 0; f <= 15; f++) {
+        double p = a * p10[f];
+        if (p >= 1e15)
+            break;
+        uint64_t m = (uint64_t)(p + 0.5);
+        if (m == 0 || (double)m / p10[f] != a)
+            continue;
+        char rev[20];
+        int n = 0;
+        for (; m; m /= 10)
+            rev[n++] = (char)('0' + m % 10);
+        for (int i = 0; i < n; i++)
+            digits[i] = rev[n - 1 - i];
+        *k = n;
+        return n - f;
+    }
+    return INT_MIN;
+}
+
 /* Formats d in the shortest form that reads back as the same double, laid
  * out the way JavaScript's Number#toString does: 1.5, 0.1, 100, 1e+21,
  * 1.5e-7. out must hold at least 32 bytes. */
 static void format_real(double d, char *out)
 {
-    char e[40];
-    int prec;
     if (d == 0) {
         strcpy(out, "0");
         return;
     }
-    for (prec = 1; prec <= 17; prec++) {
-        snprintf(e, sizeof e, "%.*e", prec - 1, d);
-        if (prec == 17 || strtod(e, NULL) == d)
-            break;
-    }
-    /* e is "[-]D[.DDD]e[+-]XX": collect the digits and the exponent. */
     char digits[20];
-    int k = 0;
-    const char *s = e;
+    int k = 0, n;
     char *o = out;
-    if (*s == '-')
-        *o++ = *s++;
-    for (; *s && *s != 'e'; s++) {
-        if (*s >= '0' && *s <= '9' && k < (int)sizeof digits)
-            digits[k++] = *s;
+    if (d < 0)
+        *o++ = '-';
+    n = short_decimal(d < 0 ? -d : d, digits, &k);
+    if (n == INT_MIN) {
+        /* Otherwise the shortest %.*e that reads back (up to 17 digits). */
+        char e[40];
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(e, sizeof e, "%.*e", prec - 1, d);
+            if (prec == 17 || strtod(e, NULL) == d)
+                break;
+        }
+        /* e is "[-]D[.DDD]e[+-]XX": collect the digits and the exponent. */
+        const char *s = e;
+        for (; *s && *s != 'e'; s++) {
+            if (*s >= '0' && *s <= '9' && k < (int)sizeof digits)
+                digits[k++] = *s;
+        }
+        n = (*s == 'e' ? atoi(s + 1) : 0) + 1; /* the point goes after n digits */
     }
-    int n = (*s == 'e' ? atoi(s + 1) : 0) + 1; /* the point goes after n digits */
     while (k > 1 && digits[k - 1] == '0')
         k--;
     if (k <= n && n <= 21) {

@@ -145,6 +145,16 @@ try:
     # a capture that could climb out of the data folder names no file
     r = fcgi.request(nginx_params("GET", "/treks/..", document_uri="/treks/.."))
     ok(r.status == 404, f"capture '..' status {r.status}")
+    # workers keep parsed data files while unchanged; an edited file is
+    # read again at once (straight to memfill: nginx would serve the hit)
+    for _ in range(4):
+        fcgi.request(nginx_params("GET", "/treks/tmb"))
+    st.write("site/data/treks/tmb.json",
+             json.dumps({"title": "Treks", "name": "Tour du Mont Blanc, edited",
+                         "stages": ["Les Houches"]}))
+    bodies = [fcgi.request(nginx_params("GET", "/treks/tmb")).body for _ in range(4)]
+    ok(all(b"edited" in b and b"Courmayeur" not in b for b in bodies),
+       f"a worker served stale data after the file changed: {bodies!r}")
 
     # ---- templates over data_url ----
     s, h, b = http(web_port, "/api/a%20b&c%2Fd")
