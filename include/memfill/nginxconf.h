@@ -6,6 +6,9 @@
 #include "memfill/buf.h"
 #include "memfill/config.h"
 
+/* memfillctl nginx-conf's default memcached keepalive pool per worker. */
+#define NGINXCONF_KEEPALIVE_DEFAULT 512
+
 struct nginxconf_opts {
     const char *listen;      /* nginx's listen, e.g. "80" or "127.0.0.1:8080" */
     const char *server_name; /* e.g. "_" */
