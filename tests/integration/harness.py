@@ -9,7 +9,9 @@ Environment: top_srcdir / top_builddir (set by `make check`), and
 MEMFILL_NO_SKIP=1 turns a missing binary into a failure instead of a skip
 (exit 77).
 """
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -372,3 +374,74 @@ def default_key(target):
     """$uri$is_args$args for a request target (bytes)."""
     path, q, args = target.partition(b"?")
     return nginx_uri(path) + (b"?" + args if args else b"")
+
+
+# ---- memfill's status listener (admin.listen) ----
+
+def admin_get(port, path, token=None, wait=10.0):
+    """GET path from the master's status listener with token in
+    X-Memfill-Token (None: no token). The master binds the listener after
+    the FastCGI socket: on a slow machine (valgrind, ASan) it may not accept
+    yet, so connecting is retried for up to wait seconds. Returns (status,
+    body bytes)."""
+    end = time.monotonic() + wait
+    while True:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+    req = f"GET {path} HTTP/1.0\r\n" + (f"X-Memfill-Token: {token}\r\n" if token else "") + "\r\n"
+    s.sendall(req.encode())
+    data = b""
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        data += c
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def admin_status(port, token):
+    """The JSON status document."""
+    status, body = admin_get(port, "/status", token)
+    if status != 200:
+        raise RuntimeError(f"status endpoint answered {status}")
+    return json.loads(body)
+
+
+# ---- wrk ----
+
+def to_ms(v):
+    """wrk's "1.23ms" / "450.00us" / "2.01s" / "1.00m" in milliseconds."""
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    n, u = float(m.group(1)), m.group(2)
+    return {"us": n / 1000, "ms": n, "s": n * 1000, "m": n * 60000}[u]
+
+
+def parse_wrk(out):
+    """wrk's report as {"requests", "non2xx", "socket_errors", "errors",
+    "avg_ms", "max_ms", "rps"} (missing lines count as 0 / None)."""
+    r = {"requests": 0, "non2xx": 0, "socket_errors": 0, "avg_ms": None, "max_ms": None,
+         "rps": 0.0}
+    m = re.search(r"(\d+) requests in", out)
+    if m:
+        r["requests"] = int(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        r["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        r["socket_errors"] = sum(int(x) for x in m.groups())
+    m = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    if m:
+        r["avg_ms"], r["max_ms"] = to_ms(m.group(1)), to_ms(m.group(3))
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        r["rps"] = float(m.group(1))
+    r["errors"] = r["non2xx"] + r["socket_errors"]
+    return r

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 
-from harness import MEMFILL, BUILDDIR, ctl, http
+from harness import MEMFILL, BUILDDIR, ctl, http, parse_wrk
 
 CHAOS = os.path.join(BUILDDIR, "tests", "plugins", "chaos_plugin.so")
 
@@ -68,17 +68,8 @@ class Wrk:
 
     def result(self):
         out, _ = self.p.communicate(timeout=self.seconds + 30)
-        r = {"requests": 0, "non2xx": 0, "socket_errors": 0, "raw": out}
-        m = re.search(r"(\d+) requests in", out)
-        if m:
-            r["requests"] = int(m.group(1))
-        m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        if m:
-            r["non2xx"] = int(m.group(1))
-        m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-        if m:
-            r["socket_errors"] = sum(int(x) for x in m.groups())
-        r["errors"] = r["non2xx"] + r["socket_errors"]
+        r = parse_wrk(out)
+        r["raw"] = out
         return r
 
 

@@ -21,6 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import admin_status as harness_admin_status  # noqa: E402
 from harness import MEMFILL, MEMFILLCTL, Stack, ctl, free_port, need
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -65,16 +66,7 @@ end
 
 
 def admin_status(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(f"GET /status HTTP/1.0\r\nX-Memfill-Token: {TOKEN}\r\n\r\n".encode())
-    data = b""
-    while True:
-        c = s.recv(65536)
-        if not c:
-            break
-        data += c
-    s.close()
-    return json.loads(data.partition(b"\r\n\r\n")[2])
+    return harness_admin_status(port, TOKEN)
 
 
 def rss_kb(pid):

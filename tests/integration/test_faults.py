@@ -32,6 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import admin_status as harness_admin_status, parse_wrk  # noqa: E402
 from harness import (FAILURES, MEMFILL, MEMFILLCTL, Memcached, Stack, check, ctl, finish,
                      free_port, http, memc_escape, need)
 from fcgi_client import FastCGIClient, nginx_params
@@ -46,56 +47,8 @@ NGINX_MC_TIMEOUT_MS = MEMFILL_MC_TIMEOUT_MS  # nginx-conf emits the same timeout
 passed = 0
 
 
-def admin_connect(port, wait=10.0):
-    """The master binds the status listener after the FastCGI socket: on a
-    slow machine (valgrind, ASan) it may not accept yet."""
-    end = time.monotonic() + wait
-    while True:
-        try:
-            return socket.create_connection(("127.0.0.1", port), timeout=5)
-        except ConnectionRefusedError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.05)
-
-
 def admin_status(port):
-    s = admin_connect(port)
-    s.sendall(f"GET /status HTTP/1.0\r\nX-Memfill-Token: {TOKEN}\r\n\r\n".encode())
-    data = b""
-    while True:
-        c = s.recv(65536)
-        if not c:
-            break
-        data += c
-    s.close()
-    return json.loads(data.partition(b"\r\n\r\n")[2])
-
-
-def to_ms(v):
-    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
-    n, u = float(m.group(1)), m.group(2)
-    return {"us": n / 1000, "ms": n, "s": n * 1000, "m": n * 60000}[u]
-
-
-def parse_wrk(out):
-    r = {"requests": 0, "non2xx": 0, "socket_errors": 0, "max_ms": None, "rps": 0.0}
-    m = re.search(r"(\d+) requests in", out)
-    if m:
-        r["requests"] = int(m.group(1))
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        r["non2xx"] = int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        r["socket_errors"] = sum(int(x) for x in m.groups())
-    m = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
-    if m:
-        r["avg_ms"], r["max_ms"] = to_ms(m.group(1)), to_ms(m.group(3))
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if m:
-        r["rps"] = float(m.group(1))
-    return r
+    return harness_admin_status(port, TOKEN)
 
 
 def wrk(port, script, seconds, conns=8, during=None):

@@ -42,6 +42,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import admin_get as harness_admin_get  # noqa: E402
 from harness import (FAILURES, MEMFILL, MEMFILLCTL, Memcached, Stack, check, ctl, default_key,
                      finish, free_port, http, memc_escape, need)
 from fcgi_client import (FCGI_BEGIN_REQUEST, FCGI_ABORT_REQUEST, FCGI_PARAMS, FCGI_RESPONDER,
@@ -87,31 +88,8 @@ class Trap:
         self.sock.close()
 
 
-def admin_connect(port, wait=10.0):
-    """The master binds the status listener after the FastCGI socket: on a
-    slow machine (valgrind, ASan) it may not accept yet."""
-    end = time.monotonic() + wait
-    while True:
-        try:
-            return socket.create_connection(("127.0.0.1", port), timeout=5)
-        except ConnectionRefusedError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.05)
-
-
 def admin_get(port, path):
-    s = admin_connect(port)
-    s.sendall(f"GET {path} HTTP/1.0\r\nX-Memfill-Token: {TOKEN}\r\n\r\n".encode())
-    data = b""
-    while True:
-        c = s.recv(65536)
-        if not c:
-            break
-        data += c
-    s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+    return harness_admin_get(port, path, TOKEN)
 
 
 def raw_exchange(port, payload, timeout=5.0):

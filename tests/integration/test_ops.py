@@ -23,6 +23,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import admin_get as harness_admin_get  # noqa: E402
 from harness import (FAILURES, MEMFILL, Memcached, Stack, check, ctl, default_key, finish,
                      free_port, http, memc_escape, need)
 
@@ -35,18 +36,7 @@ passed = 0
 
 
 def admin_get(port, path, token=TOKEN):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    req = f"GET {path} HTTP/1.0\r\n" + (f"X-Memfill-Token: {token}\r\n" if token else "") + "\r\n"
-    s.sendall(req.encode())
-    data = b""
-    while True:
-        c = s.recv(65536)
-        if not c:
-            break
-        data += c
-    s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+    return harness_admin_get(port, path, token)
 
 
 st = Stack("ops", deadline=120)
