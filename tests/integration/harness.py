@@ -135,6 +135,13 @@ class Stack:
         self.wait_port(p, port=port, unix=unix)
         return p
 
+    def origin(self, port):
+        """The real HTTP origin (tests/integration/origin.py) on port."""
+        script = os.path.join(SRCDIR, "tests", "integration", "origin.py")
+        p = self.spawn("origin", [sys.executable, script, str(port)])
+        self.wait_port(p, port=port)
+        return p
+
     def memfill_spawnfcgi(self, config, port):
         """memfill under spawn-fcgi -n, the socket on fd 0 (the production way)."""
         argv = ["spawn-fcgi", "-n", "-a", "127.0.0.1", "-p", str(port), "--", MEMFILL, "-c", config]

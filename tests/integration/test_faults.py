@@ -71,8 +71,7 @@ try:
     app_port, web_port, admin_port = free_port(), free_port(), free_port()
     origin_port, dead_port = free_port(), free_port()
     mc_procs = [st.memcached(port=p, extra=("-I", "1m")) for p in mc_ports]
-    origin = st.spawn("origin", ["python3", os.path.join(HERE, "origin.py"), str(origin_port)])
-    st.wait_port(origin, port=origin_port)
+    origin = st.origin(origin_port)
     st.write("page.mustache", "<html><body><h1>{{path}}</h1>" + "<p>filler</p>" * 40 +
              "</body></html>\n")
     cfg = {

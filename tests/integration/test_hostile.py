@@ -143,8 +143,7 @@ try:
     for p in mc_ports:
         st.memcached(port=p)
     mcs = [Memcached(port=p) for p in mc_ports]
-    origin = st.spawn("origin", ["python3", os.path.join(HERE, "origin.py"), str(origin_port)])
-    st.wait_port(origin, port=origin_port)
+    origin = st.origin(origin_port)
 
     st.write("site/page.mustache", "<p>page {{path}}</p>\n")
     st.write("site/docroot_parent/files/hello.html", "<p>hello</p>\n")

@@ -46,8 +46,7 @@ try:
     for p in mc_ports:
         st.memcached(port=p)
     mcs = [Memcached(port=p) for p in mc_ports]
-    origin = st.spawn("origin", ["python3", os.path.join(HERE, "origin.py"), str(origin_port)])
-    st.wait_port(origin, port=origin_port)
+    origin = st.origin(origin_port)
     st.write("page.mustache", "<p>{{path}}</p>\n")
     cfg = {
         "listen": f"127.0.0.1:{app_port}",

@@ -54,9 +54,7 @@ try:
     t = ctl("nginx-conf", "--listen", f"127.0.0.1:{web_port}", config=conf)
     check(t.returncode == 0, f"nginx-conf exit {t.returncode}: {t.stderr!r}")
     st.memcached(port=mc_port)
-    op = st.spawn("origin", [sys.executable, os.path.join(SRCDIR, "tests", "integration",
-                                                          "origin.py"), str(origin_port)])
-    st.wait_port(op, port=origin_port)
+    op = st.origin(origin_port)
     st.memfill(conf, port=app_port)
     st.nginx(t.stdout.decode(), web_port)
     mc = Memcached(port=mc_port)

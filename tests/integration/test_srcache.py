@@ -79,9 +79,7 @@ PARAMS = """
 
 try:
     mc_port, mc2_port, app_port, web_port, origin_port = (free_port() for _ in range(5))
-    op = st.spawn("origin", [sys.executable, os.path.join(SRCDIR, "tests", "integration",
-                                                          "origin.py"), str(origin_port)])
-    st.wait_port(op, port=origin_port)
+    op = st.origin(origin_port)
     st.write("site/echo.mustache", "echo body for {{path}}\n")
     cfg = {
         "listen": f"127.0.0.1:{app_port}",

@@ -79,9 +79,7 @@ def access_count(word):
 
 try:
     mc_port, app_port, web_port, origin_port = (free_port() for _ in range(4))
-    op = st.spawn("origin", [sys.executable, os.path.join(SRCDIR, "tests", "integration",
-                                                          "origin.py"), str(origin_port)])
-    st.wait_port(op, port=origin_port)
+    op = st.origin(origin_port)
     origin = f"http://127.0.0.1:{origin_port}"
 
     def config(lock_wait, name):
