@@ -40,12 +40,30 @@ def need(binary):
     sys.exit(77)
 
 
+# Test listeners take ports below the kernel's ephemeral range (32768-60999
+# on Debian), so an outgoing connection can never hold a port a test is
+# about to bind. Each process starts at a random offset and hands out
+# distinct ports; a port is returned only after a bind to it succeeded.
+_PORT_LO, _PORT_HI = 20000, 32000
+_ports_given = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    import random
+    for _ in range(2000):
+        port = random.randrange(_PORT_LO, _PORT_HI)
+        if port in _ports_given:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _ports_given.add(port)
+        return port
+    raise RuntimeError("no free port below 32768")
 
 
 def check(cond, what):
