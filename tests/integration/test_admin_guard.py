@@ -423,6 +423,7 @@ try:
         fig_b = master_keeps_working("not-allowed", mb, 2, log_b, app_b, drip_b)
     finally:
         drip_b.stop()
+    drip_b_s = time.monotonic() - first_b_conn
     life_b = drip_b.lifetimes()
     if check(drip_b.connects() >= DRIPPERS * 3 and drip_b.answered() == 0
              and life_b and max(life_b) < 0.5,
@@ -504,7 +505,8 @@ try:
           f"{fig_a.get('respawn_ms') or -1:.0f} ms, SIGUSR1 reopen in "
           f"{fig_a.get('reopen_ms') or -1:.0f} ms, request_timeout {REQUEST_TIMEOUT} s kill "
           f"after {fig_a.get('timeout_kill_ms', 0):.0f} ms")
-    print(f"FIGURE {DRIPPERS} not-allowed drip clients ({conns_b} connections refused): killed "
+    print(f"FIGURE {DRIPPERS} not-allowed drip clients ({conns_b} connections refused, "
+          f"{drip_b.connects()} of them in {drip_b_s:.1f} s of drip): killed "
           f"worker replaced in {fig_b.get('respawn_ms') or -1:.0f} ms, SIGUSR1 reopen in "
           f"{fig_b.get('reopen_ms') or -1:.0f} ms, request_timeout {REQUEST_TIMEOUT} s kill "
           f"after {fig_b.get('timeout_kill_ms', 0):.0f} ms")
