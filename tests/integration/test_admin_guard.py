@@ -441,7 +441,7 @@ try:
              f"PURGE refusal lines {len(lines)} account for {total} of {sent}: "
              f"{lines[:1] + lines[-1:]}"):
         passed += 1
-    print(f"FIGURE {sent} refused PURGEs: {len(lines)} log lines, "
+    print(f"FIGURE {sent} refused PURGEs (500 in {burst_s:.1f} s): {len(lines)} log lines, "
           f"{sum(len(l) + 1 for l in lines)} bytes of log")
 
     # ---------- A: allowed drip ----------
