@@ -4,8 +4,9 @@
  * token (X-Memfill-Token) and a client address inside admin.allow (default
  * loopback). nginx passes the client address as REMOTE_ADDR; the generated
  * nginx config routes PURGE to memfill, and anything else gets 403 and a
- * log line with the (escaped) address and target. The purge only ever
- * talks to the configured nodes. */
+ * log line with the (escaped) address and target, at most one every
+ * REFUSAL_LOG_MS per worker (the rest counted in the next line). The purge
+ * only ever talks to the configured nodes. */
 #include "config.h"
 
 #include "memfill/admin.h"
@@ -19,7 +20,9 @@
 
 int admin_allowed(const struct config *cfg, const char *remote_addr, const char *token)
 {
-    if (!cfg->admin_token || !token || !remote_addr)
+    /* An empty token never opens anything (the config check refuses it
+     * too, see config.c). */
+    if (!cfg->admin_token || !*cfg->admin_token || !token || !remote_addr)
         return 0;
     size_t a = strlen(cfg->admin_token), b = strlen(token);
     unsigned char diff = (unsigned char)(a != b);
@@ -39,18 +42,28 @@ static void answer(struct response *resp, int status, const char *json)
     buf_append_char(&resp->body, '\n');
 }
 
+/* Refused PURGEs are logged at most once per REFUSAL_LOG_MS per worker,
+ * with the number left out: anyone who can reach nginx can send them. */
+#define REFUSAL_LOG_MS 10000
+
 void admin_purge(const struct site *site, struct mcwriter *mc, const struct request *req,
                  struct response *resp, struct stats_slot *slot)
 {
     const char *addr = request_param(req, "REMOTE_ADDR");
     const char *token = request_param(req, "HTTP_X_MEMFILL_TOKEN");
     if (!admin_allowed(site->cfg, addr, token)) {
-        struct buf esc = BUF_INIT;
-        log_escape(&esc, req->request_uri, strlen(req->request_uri), 200);
-        log_warn("PURGE refused for %s from %s: %s", esc.data, addr ? addr : "?",
-                 site->cfg->admin_token ? "bad token or address not allowed"
-                                        : "admin.token is not set");
-        buf_fini(&esc);
+        static struct log_limit refusals = LOG_LIMIT_INIT(REFUSAL_LOG_MS);
+        if (log_limit_allow(&refusals)) {
+            struct buf esc = BUF_INIT, eaddr = BUF_INIT;
+            log_escape(&esc, req->request_uri, strlen(req->request_uri), 200);
+            log_escape(&eaddr, addr ? addr : "?", addr ? strlen(addr) : 1, 64);
+            log_limit_write(&refusals, LOG_WARN, "PURGE refused for %s from %s: %s", esc.data,
+                            eaddr.data,
+                            site->cfg->admin_token ? "bad token or address not allowed"
+                                                   : "admin.token is not set");
+            buf_fini(&esc);
+            buf_fini(&eaddr);
+        }
         answer(resp, 403, "{\"error\":\"forbidden\"}");
         return;
     }

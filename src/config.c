@@ -25,11 +25,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 enum key_type {
     T_STRING,  /* char * */
     T_PATH,    /* char *, resolved against the config's folder */
+    T_SECRET,  /* char *, never printed (--print-config masks it) */
     T_UINT,    /* unsigned, min..max */
     T_ULONG,   /* unsigned long, min..max */
     T_LONG_TTL, /* long, -1 default, 0..max */
@@ -108,7 +110,7 @@ static const struct config_key cache_keys[] = {
 
 static const struct config_key admin_keys[] = {
     {"listen", T_STRING, C(admin_listen), 0, 0, 0, NULL, NULL},
-    {"token", T_STRING, C(admin_token), 0, 0, 0, NULL, NULL},
+    {"token", T_SECRET, C(admin_token), 0, 0, 0, NULL, NULL},
     {"allow", T_STRLIST, C(admin_allow), 0, 0, 0, NULL, NULL},
     END_KEYS,
 };
@@ -233,6 +235,7 @@ static void set_defaults(const struct config_key *keys, void *base)
         switch (k->type) {
         case T_STRING:
         case T_PATH:
+        case T_SECRET:
             *(char **)(b + k->offset) = k->defstr ? xstrdup(k->defstr) : NULL;
             break;
         case T_UINT:
@@ -299,7 +302,8 @@ static int set_value(struct loader *ld, const struct config_key *k, json_t *v, c
     char *b = base;
     switch (k->type) {
     case T_STRING:
-    case T_PATH: {
+    case T_PATH:
+    case T_SECRET: {
         if (want_string(ld, v, path) < 0)
             return -1;
         char **dst = (char **)(b + k->offset);
@@ -620,6 +624,29 @@ static int check_relations(struct loader *ld, struct config *cfg)
             return fail(ld, p, 0, "expected an address or CIDR such as \"10.0.0.0/8\"");
         }
     }
+    /* The token opens PURGE and status: an empty or short one is a
+     * guessable password (doc/security.md). */
+    if (cfg->admin_token && strlen(cfg->admin_token) < CONFIG_ADMIN_TOKEN_MIN)
+        return fail(ld, "admin.token", 0,
+                    "expected at least %d bytes (an empty or short token can be guessed), "
+                    "e.g. from `head -c 18 /dev/urandom | base64`",
+                    CONFIG_ADMIN_TOKEN_MIN);
+    if (cfg->admin_listen && util_starts_with(cfg->admin_listen, "unix:")) {
+        /* A relative socket path is relative to the config's folder, like
+         * every other path in the file. */
+        size_t room = sizeof(((struct sockaddr_un *)0)->sun_path);
+        char *path = cfg->admin_listen[5] ? resolve_path(ld, cfg->admin_listen + 5) : NULL;
+        if (!path || strlen(path) >= room) {
+            free(path);
+            return fail(ld, "admin.listen", 0,
+                        "expected a socket path of 1 to %zu bytes after \"unix:\" (a "
+                        "relative path starts at the config's folder)",
+                        room - 1);
+        }
+        free(cfg->admin_listen);
+        cfg->admin_listen = xasprintf("unix:%s", path);
+        free(path);
+    }
     if (!(ld->flags & CONFIG_ALLOW_NO_ROUTES) && cfg->nroutes == 0)
         return fail(ld, "", 0, "routes: expected at least one route");
     char lmsg[256];
@@ -710,6 +737,7 @@ static void free_values(const struct config_key *keys, void *base)
         switch (k->type) {
         case T_STRING:
         case T_PATH:
+        case T_SECRET:
         case T_JSONTEXT:
             free(*(char **)(b + k->offset));
             break;
@@ -779,6 +807,10 @@ static void print_keys(const struct config_key *keys, const void *base, const ch
             buf_printf(out, "%s = %s\n", kpath, s ? s : "(none)");
             break;
         }
+        case T_SECRET: /* printed output lands in tickets and chat logs */
+            buf_printf(out, "%s = %s\n", kpath,
+                       *(char *const *)(b + k->offset) ? "(set, not shown)" : "(none)");
+            break;
         case T_UINT:
         case T_METHODS:
             buf_printf(out, "%s = %u\n", kpath, *(const unsigned *)(b + k->offset));

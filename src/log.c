@@ -166,6 +166,60 @@ void log_perr(enum log_level level, const char *fmt, ...)
     errno = saved;
 }
 
+int log_limit_allow(struct log_limit *l)
+{
+    uint64_t now = util_now_ms();
+    if (l->last_ms && now - l->last_ms < l->interval_ms) {
+        l->suppressed++;
+        return 0;
+    }
+    l->prev_ms = l->last_ms;
+    l->last_ms = now;
+    return 1;
+}
+
+static void limit_vwrite(struct log_limit *l, enum log_level level, const char *fmt, va_list ap)
+{
+    char text[1800];
+    vsnprintf(text, sizeof text, fmt, ap);
+    if (l->suppressed)
+        log_msg(level, "%s (%lu more like this in the last %llu s)", text, l->suppressed,
+                (unsigned long long)((l->last_ms - l->prev_ms + 999) / 1000));
+    else
+        log_msg(level, "%s", text);
+    l->suppressed = 0;
+}
+
+void log_limit_write(struct log_limit *l, enum log_level level, const char *fmt, ...)
+{
+    if (!log_enabled(level)) {
+        l->suppressed = 0;
+        return;
+    }
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    limit_vwrite(l, level, fmt, ap);
+    va_end(ap);
+    errno = saved;
+}
+
+void log_limited(struct log_limit *l, enum log_level level, const char *fmt, ...)
+{
+    if (!log_limit_allow(l))
+        return;
+    if (!log_enabled(level)) {
+        l->suppressed = 0;
+        return;
+    }
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    limit_vwrite(l, level, fmt, ap);
+    va_end(ap);
+    errno = saved;
+}
+
 const char *log_escape(struct buf *out, const void *p, size_t n, size_t max)
 {
     static const char hex[] = "0123456789abcdef";

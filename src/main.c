@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -97,6 +98,23 @@ static int write_pid_file(const char *path)
     return rc;
 }
 
+/* Writes into msg a warning when the config file holds admin.token and
+ * group or others may read it (the token opens PURGE and status). Returns
+ * 1 with msg set, else 0. */
+static int token_exposed(const char *path, const struct config *cfg, char *msg, size_t msglen)
+{
+    struct stat st;
+    if (!cfg->admin_token || stat(path, &st) < 0 || !(st.st_mode & (S_IRGRP | S_IROTH)))
+        return 0;
+    snprintf(msg, msglen,
+             "%s: admin.token: warning: the file is readable by %s (mode %04o); anyone who "
+             "can read it can purge pages and read status: chmod 0600 it (owned by the user "
+             "memfill runs as)",
+             path, (st.st_mode & S_IROTH) ? "others" : "its group",
+             (unsigned)(st.st_mode & 07777));
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -142,7 +160,11 @@ int main(int argc, char **argv)
         site_free(site);
         return 0;
     }
+    char warning[ERR_SOURCE_MAX + 512];
+    int exposed = token_exposed(path, site->cfg, warning, sizeof warning);
     if (test) {
+        if (exposed)
+            fprintf(stderr, "%s\n", warning);
         printf("configuration ok\n");
         site_free(site);
         return 0;
@@ -153,6 +175,8 @@ int main(int argc, char **argv)
         site_free(site);
         return EX_CANTCREAT;
     }
+    if (exposed)
+        log_warn("%s", warning);
     int fd = listen_open(site->cfg, &e);
     if (fd < 0) {
         fprintf(stderr, "%s\n", err_format(&e, msg, sizeof msg));

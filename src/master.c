@@ -2,9 +2,11 @@
  *
  * Shape (lighttpd's server_main_setup_workers, made synchronous): every
  * signal the master cares about is blocked and read from a signalfd, which
- * one poll() watches together with the status listener, with a timeout of
- * at most TICK_MS; so there are no handlers, no EINTR races and no busy
- * loop, and a status request is answered at once. Each wake-up reads the
+ * one poll() watches together with the admin listener and its open
+ * connections (statusd.c, all non-blocking, each with a deadline), with a
+ * timeout of at most TICK_MS; so there are no handlers, no EINTR races and
+ * no busy loop, a status request is answered at once, and no admin client,
+ * however slow, can hold the loop. Each wake-up reads the
  * signals, reaps children, respawns what is missing (with backoff),
  * enforces request_timeout from the scoreboard (so a kill lands at most
  * TICK_MS late), and acts on the signals:
@@ -126,7 +128,7 @@ static int spawn(struct master *m)
         /* Master-only descriptors go first (STYLE 25). */
         close(m->sigfd);
         if (m->statusd)
-            close(statusd_fd(m->statusd));
+            statusd_close_fds(m->statusd);
         worker_run(m->site, m->listen_fd, m->stats, slot, limit, m->pid);
     }
     m->children[slot].pid = pid;
@@ -317,7 +319,7 @@ static int str_differs(const char *a, const char *b)
  * cannot apply them, so say so instead of silently ignoring them. */
 static void warn_restart_only(const struct config *old, const struct config *cur)
 {
-    const char *changed[8];
+    const char *changed[9];
     size_t n = 0;
     if (str_differs(old->listen, cur->listen))
         changed[n++] = "listen";
@@ -335,6 +337,8 @@ static void warn_restart_only(const struct config *old, const struct config *cur
         changed[n++] = "group";
     if (str_differs(old->pid_file, cur->pid_file))
         changed[n++] = "pid_file";
+    if (str_differs(old->admin_listen, cur->admin_listen))
+        changed[n++] = "admin.listen";
     for (size_t i = 0; i < n; i++)
         log_warn("reload: \"%s\" changed; it takes effect at the next restart", changed[i]);
 }
@@ -439,8 +443,8 @@ static void discovery_tick(struct master *m)
     discovery_result_fini(&r);
 }
 
-/* How long poll may sleep: TICK_MS, or less when a respawn or the
- * shutdown deadline comes sooner. */
+/* How long poll may sleep: TICK_MS, or less when a respawn, the shutdown
+ * deadline or an admin connection's deadline comes sooner. */
 static int wait_ms(const struct master *m)
 {
     uint64_t now = util_now_ms(), t = TICK_MS;
@@ -448,6 +452,9 @@ static int wait_ms(const struct master *m)
         t = m->respawn_at_ms - now;
     if (m->stopping == 1 && m->stop_deadline_ms > now && m->stop_deadline_ms - now < t)
         t = m->stop_deadline_ms - now + 1;
+    int admin = m->statusd && !m->stopping ? statusd_wait_ms(m->statusd) : -1;
+    if (admin >= 0 && (uint64_t)admin < t)
+        t = (uint64_t)admin;
     return (int)t;
 }
 
@@ -517,14 +524,19 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
             log_error("%s; the status endpoint is off", e.text);
     }
     respawn(&m);
+    uint64_t busy_checked_ms = 0;
     for (;;) {
-        /* The status listener is served only outside a stop (below), so it
-         * is only watched then: a pending status client must not make
-         * poll return at once over and over while the workers finish. */
-        struct pollfd pfd[2] = {
-            {m.sigfd, POLLIN, 0},
-            {m.statusd && !m.stopping ? statusd_fd(m.statusd) : -1, POLLIN, 0}};
-        if (poll(pfd, 2, wait_ms(&m)) < 0 && errno != EINTR) {
+        /* The admin listener and its connections are served only outside
+         * a stop (below), so they are only watched then: a pending status
+         * client must not make poll return at once over and over while
+         * the workers finish. Nothing in statusd blocks: a slow client
+         * costs a wake-up, never a wait. */
+        struct pollfd pfd[2 + STATUSD_MAX_CLIENTS];
+        pfd[0] = (struct pollfd){m.sigfd, POLLIN, 0};
+        size_t npfd = 1;
+        if (m.statusd && !m.stopping)
+            npfd += statusd_pollfds(m.statusd, pfd + 1);
+        if (poll(pfd, (nfds_t)npfd, wait_ms(&m)) < 0 && errno != EINTR) {
             log_perr(LOG_ERROR, "poll");
             sleep(1); /* never spin, whatever went wrong */
         }
@@ -558,10 +570,16 @@ int master_run(struct site *site, const char *config_path, int listen_fd)
         discovery_tick(&m);
         respawn(&m);
         if (m.statusd) {
-            unsigned busy = status_count_state(m.stats, STATS_STATE_BUSY) +
-                            status_count_state(m.stats, STATS_STATE_STORING);
-            if (busy >= m.site->cfg->workers)
-                m.max_active_reached++;
+            /* Sampled once per tick, however often admin clients wake
+             * the loop, so the count keeps meaning "ticks". */
+            uint64_t now = util_now_ms();
+            if (now - busy_checked_ms >= TICK_MS) {
+                busy_checked_ms = now;
+                unsigned busy = status_count_state(m.stats, STATS_STATE_BUSY) +
+                                status_count_state(m.stats, STATS_STATE_STORING);
+                if (busy >= m.site->cfg->workers)
+                    m.max_active_reached++;
+            }
             struct status_info sinfo = {m.pid, m.site->cfg, m.listen_fd, m.generation,
                                      m.max_active_reached};
             statusd_serve(m.statusd, m.stats, &sinfo);

@@ -70,13 +70,17 @@ void status_render_json(struct stats *st, const struct status_info *info, struct
                "{\"version\":\"%s\",\"master_pid\":%ld,\"uptime_s\":%llu,\"generation\":%u,"
                "\"workers_configured\":%u,\"accepted\":%llu,\"active\":%u,\"idle\":%u,"
                "\"listen_queue\":%ld,\"max_active_reached\":%lu,\"restarts\":%llu,"
-               "\"abnormal_exits\":%llu,\"timeouts_killed\":%llu,\"reloads\":%llu,",
+               "\"abnormal_exits\":%llu,\"timeouts_killed\":%llu,\"reloads\":%llu,"
+               "\"admin_open\":%llu,\"admin_refused\":%llu,\"admin_timeouts\":%llu,"
+               "\"admin_overflow\":%llu,",
                PACKAGE_VERSION, (long)info->master_pid,
                (unsigned long long)((uint64_t)time(NULL) - m->started_unix), info->generation,
                info->cfg->workers, (unsigned long long)stats_total(st, STATS_REQUESTS), busy,
                idle, status_listen_queue(info->listen_fd), info->max_active_reached,
                (unsigned long long)m->restarts, (unsigned long long)m->abnormal_exits,
-               (unsigned long long)m->timeouts_killed, (unsigned long long)m->reloads);
+               (unsigned long long)m->timeouts_killed, (unsigned long long)m->reloads,
+               (unsigned long long)m->admin_open, (unsigned long long)m->admin_refused,
+               (unsigned long long)m->admin_timeouts, (unsigned long long)m->admin_overflow);
     buf_append_str(out, "\"counters\":{");
     for (int c = 0; c < STATS_N; c++)
         buf_printf(out, "%s\"%s\":%llu", c ? "," : "", stats_counter_name((enum stats_counter)c),
@@ -149,6 +153,17 @@ void status_render_prometheus(struct stats *st, const struct status_info *info,
                info->max_active_reached, (unsigned long long)m->restarts,
                (unsigned long long)m->abnormal_exits, (unsigned long long)m->timeouts_killed,
                (unsigned long long)m->reloads);
+    buf_printf(out,
+               "# HELP memfill_admin_connections_total Admin listener connections or requests "
+               "refused (outside admin.allow, bad token), closed at the deadline, or closed "
+               "over the cap.\n# TYPE memfill_admin_connections_total counter\n"
+               "memfill_admin_connections_total{outcome=\"refused\"} %llu\n"
+               "memfill_admin_connections_total{outcome=\"timeout\"} %llu\n"
+               "memfill_admin_connections_total{outcome=\"overflow\"} %llu\n"
+               "# TYPE memfill_admin_connections_open gauge\n"
+               "memfill_admin_connections_open %llu\n",
+               (unsigned long long)m->admin_refused, (unsigned long long)m->admin_timeouts,
+               (unsigned long long)m->admin_overflow, (unsigned long long)m->admin_open);
     buf_append_str(out, "# HELP memfill_node_stores_total Stores per memcached node.\n"
                         "# TYPE memfill_node_stores_total counter\n");
     for (size_t n = 0; n < info->cfg->nservers && n < STATS_MAX_NODES; n++) {

@@ -156,8 +156,7 @@ struct worker {
     struct buf scratch;
     struct buf gz; /* the compressed value when cache.gzip_flag is set */
     struct stampede stampede; /* the stampede lock of the current request */
-    uint64_t note_last_ms[NOTE_KINDS]; /* rate limit of drift notes */
-    unsigned note_suppressed[NOTE_KINDS];
+    struct log_limit notes[NOTE_KINDS]; /* rate limit of drift notes */
 };
 
 /* Total bytes of params, to enforce max_params. */
@@ -268,23 +267,13 @@ static size_t produce(struct worker *w)
 /* Returns 1 when a note of kind may be logged now. */
 static int note_allowed(struct worker *w, enum note_kind kind)
 {
-    uint64_t now = util_now_ms();
-    if (w->note_last_ms[kind] && now - w->note_last_ms[kind] < NOTE_INTERVAL_MS) {
-        w->note_suppressed[kind]++;
-        return 0;
-    }
-    w->note_last_ms[kind] = now;
-    return 1;
+    return log_limit_allow(&w->notes[kind]);
 }
 
 /* Logs the note in s, with how many were suppressed since the last one. */
 static void log_note(struct worker *w, enum note_kind kind, struct buf *s)
 {
-    if (w->note_suppressed[kind])
-        buf_printf(s, " (%u more like this in the last %d s)", w->note_suppressed[kind],
-                   NOTE_INTERVAL_MS / 1000);
-    w->note_suppressed[kind] = 0;
-    log_warn("%s", s->data);
+    log_limit_write(&w->notes[kind], LOG_WARN, "%s", s->data);
     buf_reset(s, 4096);
 }
 
@@ -417,6 +406,8 @@ void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t
     memset(&w, 0, sizeof w);
     w.site = site;
     w.cfg = site->cfg;
+    for (int k = 0; k < NOTE_KINDS; k++)
+        w.notes[k].interval_ms = NOTE_INTERVAL_MS;
     w.slot = stats_slot(st, slot_index);
     w.slot->pid = getpid();
     w.slot->born_ms = util_now_ms();

@@ -105,7 +105,7 @@ END_TEST
 
 START_TEST(test_config_invalid_cases)
 {
-    ck_assert_int_ge(each_case("invalid", load_invalid), 16);
+    ck_assert_int_ge(each_case("invalid", load_invalid), 19);
 }
 END_TEST
 
@@ -159,6 +159,55 @@ START_TEST(test_config_absolute_paths_kept)
 }
 END_TEST
 
+START_TEST(test_config_admin_paths_and_secret)
+{
+    struct err e;
+    /* A relative unix admin.listen starts at the config's folder; the
+     * token is kept but never printed. */
+    struct config *cfg = load("{\"memcached\":{\"servers\":[\"127.0.0.1:11211\"]},"
+                              "\"admin\":{\"listen\":\"unix:run/admin.sock\","
+                              "\"token\":\"0123456789abcdef-secret\"}}",
+                              CONFIG_ALLOW_NO_ROUTES, &e);
+    ck_assert_msg(cfg != NULL, "%s", e.text);
+    ck_assert_str_eq(cfg->admin_listen, "unix:/site/run/admin.sock");
+    ck_assert_str_eq(cfg->admin_token, "0123456789abcdef-secret");
+    struct buf out = BUF_INIT;
+    config_print(cfg, &out);
+    ck_assert_ptr_null(strstr(out.data, "secret"));
+    ck_assert_ptr_nonnull(strstr(out.data, "admin.token = (set, not shown)\n"));
+    ck_assert_ptr_nonnull(strstr(out.data, "admin.listen = unix:/site/run/admin.sock\n"));
+    buf_fini(&out);
+    config_free(cfg);
+    /* absolute and TCP specs are kept as written */
+    cfg = load("{\"memcached\":{\"servers\":[\"127.0.0.1:11211\"]},"
+               "\"admin\":{\"listen\":\"unix:/run/a.sock\"}}",
+               CONFIG_ALLOW_NO_ROUTES, &e);
+    ck_assert_msg(cfg != NULL, "%s", e.text);
+    ck_assert_str_eq(cfg->admin_listen, "unix:/run/a.sock");
+    config_print(cfg, &out);
+    ck_assert_ptr_nonnull(strstr(out.data, "admin.token = (none)\n"));
+    buf_fini(&out);
+    config_free(cfg);
+    cfg = load("{\"memcached\":{\"servers\":[\"127.0.0.1:11211\"]},"
+               "\"admin\":{\"listen\":\"127.0.0.1:9901\"}}",
+               CONFIG_ALLOW_NO_ROUTES, &e);
+    ck_assert_msg(cfg != NULL, "%s", e.text);
+    ck_assert_str_eq(cfg->admin_listen, "127.0.0.1:9901");
+    config_free(cfg);
+    /* 15 bytes: refused, 16: accepted */
+    cfg = load("{\"memcached\":{\"servers\":[\"x:1\"]},"
+               "\"admin\":{\"token\":\"0123456789abcde\"}}",
+               CONFIG_ALLOW_NO_ROUTES, &e);
+    ck_assert_ptr_null(cfg);
+    ck_assert_ptr_nonnull(strstr(e.text, "admin.token: expected at least 16 bytes"));
+    cfg = load("{\"memcached\":{\"servers\":[\"x:1\"]},"
+               "\"admin\":{\"token\":\"0123456789abcdef\"}}",
+               CONFIG_ALLOW_NO_ROUTES, &e);
+    ck_assert_msg(cfg != NULL, "%s", e.text);
+    config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_config_set_servers)
 {
     struct err e;
@@ -198,6 +247,7 @@ static Suite *config_suite(void)
     tc = tcase_create("values");
     tcase_add_test(tc, test_config_defaults);
     tcase_add_test(tc, test_config_absolute_paths_kept);
+    tcase_add_test(tc, test_config_admin_paths_and_secret);
     tcase_add_test(tc, test_config_set_servers);
     tcase_add_test(tc, test_config_string_with_nul_refused);
     suite_add_tcase(s, tc);

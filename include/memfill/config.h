@@ -4,9 +4,10 @@
  * Loading is strict: unknown keys, duplicate keys, wrong types and values
  * out of range are errors reported as "file:line:col: path.to.key: what was
  * expected". Relative paths in the file (document roots, templates, data,
- * plugins, pid and log files) are resolved against the folder holding the
- * config file. The struct and all its strings are owned by the config;
- * workers inherit it read-only across fork. */
+ * plugins, pid and log files, a unix admin.listen socket) are resolved
+ * against the folder holding the config file. The struct and all its
+ * strings are owned by the config; workers inherit it read-only across
+ * fork. */
 #ifndef MEMFILL_CONFIG_H
 #define MEMFILL_CONFIG_H
 
@@ -124,12 +125,16 @@ struct config {
 
     /* status and purge endpoints */
     char *admin_listen; /* status listener served by the master; NULL = none */
-    char *admin_token;  /* X-Memfill-Token value required for status and purge */
+    char *admin_token;  /* X-Memfill-Token value required for status and purge;
+                           at least CONFIG_ADMIN_TOKEN_MIN bytes */
     char **admin_allow; /* CIDR allow-list (default: loopback) */
 
     struct config_route *routes;
     size_t nroutes;
 };
+
+/* Shortest admin.token accepted. */
+#define CONFIG_ADMIN_TOKEN_MIN 16
 
 /* Flags for config_load. */
 #define CONFIG_ALLOW_NO_ROUTES 0x01u /* memfillctl: a memcached section alone is valid */

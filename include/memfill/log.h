@@ -10,6 +10,7 @@
 #define MEMFILL_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "memfill/buf.h"
 
@@ -45,6 +46,32 @@ void log_perr(enum log_level level, const char *fmt, ...) __attribute__((format(
         if (log_enabled(LOG_DEBUG))                                                           \
             log_msg(LOG_DEBUG, __VA_ARGS__);                                                  \
     } while (0)
+
+/* A rate limit for one kind of line that clients (or a misconfigured
+ * peer) can cause at will: refused requests, drift notes. At most one line
+ * per interval_ms is written; the others are only counted, and the next
+ * line written says how many there were, so the log stays small and
+ * nothing goes unnoticed. One per kind and process; not thread-safe. */
+struct log_limit {
+    unsigned interval_ms;
+    uint64_t last_ms;         /* when the last line was written */
+    uint64_t prev_ms;         /* when the one before it was (for the count) */
+    unsigned long suppressed; /* lines counted but not written since */
+};
+#define LOG_LIMIT_INIT(interval_ms) {(interval_ms), 0, 0, 0}
+
+/* Returns 1 when a line of this kind may be written now (write it with
+ * log_limit_write()), or 0 after counting it as suppressed. For lines that
+ * cost something to compose. */
+int log_limit_allow(struct log_limit *l);
+/* Writes the line at level with " (N more like this in the last S s)"
+ * appended when lines were suppressed, and resets the count. Call it only
+ * after log_limit_allow() returned 1. */
+void log_limit_write(struct log_limit *l, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* log_limit_allow(), then log_limit_write() when allowed. */
+void log_limited(struct log_limit *l, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Appends p (n bytes) to out with every byte outside 0x21-0x7e except
  * space written as \xHH, and '\\' and '"' backslash-escaped; at most max

@@ -83,6 +83,14 @@ struct stats_master {
     volatile uint64_t abnormal_exits;
     volatile uint64_t timeouts_killed;
     volatile uint64_t reloads;
+    /* admin.listen (statusd.c): connections or requests refused (address
+     * outside admin.allow, bad token), closed at the deadline, closed
+     * because the cap of open connections was reached; and a gauge of the
+     * connections open now */
+    volatile uint64_t admin_refused;
+    volatile uint64_t admin_timeouts;
+    volatile uint64_t admin_overflow;
+    volatile uint64_t admin_open;
     volatile uint64_t retired[STATS_N]; /* counters of workers that exited */
 };
 struct stats_master *stats_master(struct stats *st);

@@ -25,7 +25,7 @@ from harness import admin_status as harness_admin_status  # noqa: E402
 from harness import MEMFILL, MEMFILLCTL, Stack, ctl, free_port, need
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOKEN = "soak-token"
+TOKEN = "soak-token-0123456789"
 requests = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
 max_growth_kb = int(os.environ.get("SOAK_MAX_GROWTH_KB", "4096"))
 for b in ("nginx", "memcached", "wrk", MEMFILL, MEMFILLCTL):

@@ -41,7 +41,7 @@ for b in ("nginx", "memcached", "wrk", MEMFILL, MEMFILLCTL):
     need(b)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOKEN = "faults-token"
+TOKEN = "faults-token-0123456789"
 MEMFILL_MC_TIMEOUT_MS = 200  # memcached.connect_timeout_ms / timeout_ms in memfill
 NGINX_MC_TIMEOUT_MS = MEMFILL_MC_TIMEOUT_MS  # nginx-conf emits the same timeouts
 passed = 0

@@ -53,7 +53,7 @@ for b in ("nginx", "memcached", MEMFILL, MEMFILLCTL):
     need(b)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOKEN = "hostile-token"
+TOKEN = "hostile-token-0123456789"
 SECRET = b"SECRET-OUTSIDE-THE-ROOT"
 passed = 0
 

@@ -31,7 +31,7 @@ for b in ("nginx", "memcached", "spawn-fcgi", "python3", MEMFILL):
     need(b)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789"
 passed = 0
 
 
