@@ -101,15 +101,18 @@ void relay_request_fini(struct relay_request *rr)
 
 /* ---- which client headers never go through ---- */
 
+/* Param names compare ASCII case-insensitively: nginx sends them upper
+ * case, but a header's name is case-insensitive and "HTTP_X_MEMFILl_T"
+ * becomes the header X-Memfill-T all the same. */
 static int name_is(const char *pn, size_t pl, const char *name)
 {
-    return strlen(name) == pl && memcmp(pn, name, pl) == 0;
+    return strlen(name) == pl && util_ascii_caseeq(pn, name, pl);
 }
 
 static int name_starts(const char *pn, size_t pl, const char *prefix)
 {
     size_t n = strlen(prefix);
-    return pl >= n && memcmp(pn, prefix, n) == 0;
+    return pl >= n && util_ascii_caseeq(pn, prefix, n);
 }
 
 /* pn (pl bytes) is a param name after "HTTP_". */
