@@ -23,11 +23,13 @@
  *     the client's end-to-end headers go through (each header's instances
  *     joined as nginx 1.23+ joins them), the body too.
  *
- * In both, the target is the path nginx routed on ($uri: decoded, dot
- * segments and "//" resolved), re-encoded, as nginx's proxy_pass does when
- * it changes the URI; never REQUEST_URI as sent, since the key is built
- * from $uri and "/a/b/..%2Fc" or "/x%3Fy" name another resource to an
- * origin that decodes them itself. Re-encoding alone cannot help when $uri
+ * In both, the target is the path the key was computed from: usually the
+ * path nginx routed on ($uri: decoded, dot segments and "//" resolved),
+ * re-encoded, as nginx's proxy_pass does when it changes the URI; never
+ * REQUEST_URI as sent, since "/a/b/..%2Fc" or "/x%3Fy" name another
+ * resource to an origin that decodes them itself. Only a key holding
+ * $request_uri (the raw target) gets the raw target relayed: then two
+ * requests share a key only when they sent the same bytes. Re-encoding alone cannot help when $uri
  * holds a '?' (from %3F): "$uri$is_args$args" then gives "/x?y" for both
  * "/x%3Fy" and "/x?y", which are different resources whatever is relayed,
  * so such a page is not stored (skip_target), nor is one whose key lacks
@@ -72,8 +74,8 @@ void relay_encode_path(const char *s, size_t n, struct buf *out)
     }
 }
 
-/* Args are relayed in their raw (still encoded) form: only the bytes no
- * URL may hold are encoded. */
+/* Args (and a raw target) are relayed in their raw, still encoded form:
+ * only the bytes no URL may hold are encoded. */
 static void encode_args(const char *s, size_t n, struct buf *out)
 {
     for (size_t i = 0; i < n; i++) {
@@ -317,12 +319,15 @@ static int key_headers(const struct relay_rules *rules, const struct request *re
 
 /* ---- the target ---- */
 
-/* The args the key covers, appended to url with their '?'. */
+/* The args the key covers, appended to url with their '?' (a raw target
+ * relayed as sent has them already). */
 static void key_args(const struct relay_rules *rules, const struct request *req, unsigned covers,
                      struct buf *url)
 {
     size_t qlen = strlen(req->query);
-    if (covers & (KEY_COVERS_ARGS | KEY_COVERS_REQUEST_URI)) {
+    if (covers & KEY_COVERS_REQUEST_URI)
+        return;
+    if (covers & KEY_COVERS_ARGS) {
         if (qlen) {
             buf_append_char(url, '?');
             encode_args(req->query, qlen, url);
@@ -455,12 +460,20 @@ int relay_build(const struct relay_rules *rules, const struct request *req,
         return -1;
     unsigned covers = key_pattern_covers(rules->key);
 
+    /* a key holding the raw target ($request_uri) was computed from it:
+     * relay it as sent; any other key was computed from $uri */
+    int raw = (covers & KEY_COVERS_REQUEST_URI) != 0;
+    if (raw && req->request_uri[0] != '/')
+        return -1;
     buf_append_str(&rr->url, rules->origin);
-    relay_encode_path(req->path.data, req->path.len, &rr->url);
+    if (raw)
+        encode_args(req->request_uri, strlen(req->request_uri), &rr->url);
+    else
+        relay_encode_path(req->path.data, req->path.len, &rr->url);
     int has_accept;
     if (rr->passthrough) {
         size_t qlen = strlen(req->query);
-        if (qlen) {
+        if (qlen && !raw) {
             buf_append_char(&rr->url, '?');
             encode_args(req->query, qlen, &rr->url);
         }

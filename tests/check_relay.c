@@ -225,7 +225,9 @@ START_TEST(test_build_url)
         {"$uri$is_args$args", "/x%3f?a=1", "a=1", "/x%3F?a=1", STATS_SKIP_TARGET},
         /* $request_uri holds the raw target: no ambiguity */
         {"$request_uri", "/x%3F?a=1", "a=1", "/x%3F?a=1", STATS_STORED},
-        {"$request_uri", "/a/../b?q", "q", "/b?q", STATS_STORED},
+        {"$request_uri", "/a/../b?q", "q", "/a/../b?q", STATS_STORED},
+        {"$request_uri", "//a%2f%41?q#f", "q", "//a%2f%41?q%23f", STATS_STORED},
+        {"$uri$request_uri", "/x/..%2Fa?q", "q", "/x/..%2Fa?q", STATS_STORED},
         /* the args the key does not cover are not relayed */
         {"$uri", "/a?b=1", "b=1", "/a", STATS_STORED},
         {"$uri$is_args$arg_page", "/l?x=1&PAGE=2&page=3", "x=1&PAGE=2&page=3", "/l?page=2",
@@ -276,6 +278,9 @@ START_TEST(test_build_url)
     struct built b;
     build(&b, "$uri", NULL, params, 1);
     ck_assert_str_eq(b.rr.url.data, "http://origin.test:8000/base/a/b?x=1");
+    built_fini(&b);
+    build(&b, "$request_uri", NULL, params, 1);
+    ck_assert_str_eq(b.rr.url.data, "http://origin.test:8000/base/a/./b?x=1");
     built_fini(&b);
 }
 END_TEST
