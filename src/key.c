@@ -693,9 +693,6 @@ void key_host(key_param_fn get, void *ctx, struct buf *out)
         append_lower(out, v, strlen(v));
 }
 
-static void append_param(key_param_fn get, key_param_all_fn get_all, void *ctx,
-                         const char *name, const char *sep, struct buf *out);
-
 /* The params nginx 1.22 joins when a variable reads a header sent several
  * times; any other header variable reads the first instance. */
 static const char *joined_separator(const char *param)
@@ -705,17 +702,6 @@ static const char *joined_separator(const char *param)
     if (strcmp(param, "HTTP_X_FORWARDED_FOR") == 0)
         return ", ";
     return NULL;
-}
-
-void key_param_value(key_param_fn get, key_param_all_fn get_all, void *ctx, const char *param,
-                     struct buf *out)
-{
-    append_param(get, get_all, ctx, param, joined_separator(param), out);
-}
-
-void key_pattern_eval(const struct key_pattern *p, key_param_fn get, void *ctx, struct buf *out)
-{
-    key_pattern_eval_all(p, get, NULL, ctx, out);
 }
 
 /* Appends param name to out: every instance joined with sep when get_all
@@ -730,6 +716,17 @@ static void append_param(key_param_fn get, key_param_all_fn get_all, void *ctx,
         if (v)
             buf_append_str(out, v);
     }
+}
+
+void key_param_value(key_param_fn get, key_param_all_fn get_all, void *ctx, const char *param,
+                     struct buf *out)
+{
+    append_param(get, get_all, ctx, param, joined_separator(param), out);
+}
+
+void key_pattern_eval(const struct key_pattern *p, key_param_fn get, void *ctx, struct buf *out)
+{
+    key_pattern_eval_all(p, get, NULL, ctx, out);
 }
 
 void key_pattern_eval_all(const struct key_pattern *p, key_param_fn get, key_param_all_fn get_all,

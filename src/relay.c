@@ -250,6 +250,20 @@ static int passthrough_headers(const struct request *req, int get_like,
     return has_accept;
 }
 
+/* Returns 1 when a part of key before part i reads the same variable:
+ * kind (a KEY_COVERS_* bit) and name (compared ASCII case-insensitively,
+ * as nginx compares argument, cookie and header names). */
+static int named_earlier(const struct key_pattern *key, size_t i, unsigned kind, const char *name)
+{
+    size_t nl = strlen(name);
+    unsigned cv;
+    const char *n2;
+    for (size_t j = 0; j < i && (n2 = key_pattern_part(key, j, &cv)) != NULL; j++)
+        if (cv == kind && strlen(n2) == nl && util_ascii_caseeq(n2, name, nl))
+            return 1;
+    return 0;
+}
+
 /* The headers and cookies the key reads, each with the value the key
  * took. Returns 1 when an Accept line was added. */
 static int key_headers(const struct relay_rules *rules, const struct request *req,
@@ -264,16 +278,7 @@ static int key_headers(const struct relay_rules *rules, const struct request *re
             continue;
         const char *pn = name + 5;
         size_t pl = strlen(pn);
-        if (never_relayed(pn, pl, 1))
-            continue;
-        unsigned cv2;
-        const char *earlier = NULL;
-        for (size_t j = 0; j < i && !earlier; j++) {
-            const char *n2 = key_pattern_part(rules->key, j, &cv2);
-            if (cv2 == KEY_COVERS_HEADER && strcmp(n2, name) == 0)
-                earlier = n2;
-        }
-        if (earlier)
+        if (never_relayed(pn, pl, 1) || named_earlier(rules->key, i, cv, name))
             continue;
         buf_reset(&value, 1 << 16);
         key_param_value(request_param_cb, request_param_all_cb, (void *)req, name, &value);
@@ -290,16 +295,9 @@ static int key_headers(const struct relay_rules *rules, const struct request *re
             if (cv != KEY_COVERS_COOKIE)
                 continue;
             size_t nl = strlen(name);
-            unsigned cv2;
-            int dup = 0;
-            for (size_t j = 0; j < i && !dup; j++) {
-                const char *n2 = key_pattern_part(rules->key, j, &cv2);
-                dup = cv2 == KEY_COVERS_COOKIE && strlen(n2) == nl &&
-                      util_ascii_caseeq(n2, name, nl);
-            }
             const char *v;
             size_t vlen;
-            if (dup || !key_cookie_find(all.data, all.len, name, nl, &v, &vlen) || !vlen ||
+            if (named_earlier(rules->key, i, cv, name) || !key_cookie_find(all.data, all.len, name, nl, &v, &vlen) || !vlen ||
                 unsafe_value(v, vlen))
                 continue;
             if (cookies.len)
@@ -343,15 +341,9 @@ static void key_args(const struct relay_rules *rules, const struct request *req,
         if (cv != KEY_COVERS_ARG)
             continue;
         size_t nl = strlen(name);
-        unsigned cv2;
-        int dup = 0;
-        for (size_t j = 0; j < i && !dup; j++) {
-            const char *n2 = key_pattern_part(rules->key, j, &cv2);
-            dup = cv2 == KEY_COVERS_ARG && strlen(n2) == nl && util_ascii_caseeq(n2, name, nl);
-        }
         const char *v;
         size_t vlen;
-        if (dup || !key_arg_find(req->query, qlen, name, nl, &v, &vlen) || !vlen)
+        if (named_earlier(rules->key, i, cv, name) || !key_arg_find(req->query, qlen, name, nl, &v, &vlen) || !vlen)
             continue;
         buf_append_char(url, first ? '?' : '&');
         first = 0;

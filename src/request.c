@@ -2,7 +2,13 @@
  *
  * The worker keeps one struct response for its whole life and resets it
  * between requests, so a long-lived worker does not allocate per request
- * once its buffers have grown to the usual page size. */
+ * once its buffers have grown to the usual page size.
+ *
+ * nginx passes each header line as its own param, so a header sent twice
+ * is two HTTP_* params and request_param() sees only the first: a rule
+ * that reads a header reads every instance through request_param_all()
+ * or request_header_joined() (doc/security.md, "Headers with several
+ * instances"). */
 #include "config.h"
 
 #include "memfill/request.h"

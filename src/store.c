@@ -12,7 +12,10 @@
  * bit set (nginx's memcached_gzip_flag); the miss itself is answered
  * identity, and the item size limit applies to the compressed size.
  * Routes with "srcache": true store the whole response in srcache's format
- * (srcache.h) and, like srcache_store, also keep 301, 302, 307 and 308. */
+ * (srcache.h) and, like srcache_store, also keep 301, 302, 307 and 308.
+ * The request rules read every instance of a header (a session cookie in
+ * a second Cookie line counts); store_request_ruled_out() tells the
+ * handler beforehand, so the relay knows which regime applies. */
 #include "config.h"
 
 #include "memfill/store.h"
