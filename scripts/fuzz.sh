@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 secs=${1:-20}
 jobs=${FUZZ_JOBS:-2}
-targets=${FUZZ_TARGETS:-"fuzz_config fuzz_key fuzz_template fuzz_route fuzz_cachepolicy fuzz_nodesel fuzz_fcgi"}
+targets=${FUZZ_TARGETS:-"fuzz_config fuzz_key fuzz_template fuzz_route fuzz_cachepolicy fuzz_nodesel fuzz_fcgi fuzz_relay"}
 build=$top/_build/fuzz
 mkdir -p "$build" tests/fuzz/crashes
 

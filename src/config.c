@@ -95,7 +95,7 @@ static const struct config_key memcached_keys[] = {
 };
 
 static const struct config_key cache_keys[] = {
-    {"key", T_STRING, C(key), 0, 0, 0, "$uri$is_args$args", NULL},
+    {"key", T_STRING, C(key), 0, 0, 0, CONFIG_DEFAULT_KEY, NULL},
     {"ttl", T_UINT, C(ttl), 0, 0xffffffffu, 300, NULL, NULL},
     {"min_ttl", T_UINT, C(min_ttl), 0, 0xffffffffu, 0, NULL, NULL},
     {"max_ttl", T_UINT, C(max_ttl), 0, 0xffffffffu, 0, NULL, NULL},
@@ -154,6 +154,7 @@ static const struct config_key route_keys[] = {
     {"data_url", T_STRING, R(data_url), 0, 0, 0, NULL, NULL},
     {"partials", T_PATH, R(partials), 0, 0, 0, NULL, NULL},
     {"origin", T_STRING, R(origin), 0, 0, 0, NULL, NULL},
+    {"origin_host", T_STRING, R(origin_host), 0, 0, 0, NULL, NULL},
     {"connect_timeout_ms", T_UINT, R(connect_timeout_ms), 1, 600000, 1000, NULL, NULL},
     {"timeout_ms", T_UINT, R(timeout_ms), 1, 600000, 10000, NULL, NULL},
     {"plugin", T_PATH, R(plugin), 0, 0, 0, NULL, NULL},
@@ -518,6 +519,19 @@ static int parse_servers(struct loader *ld, json_t *v, const char *path, struct 
 
 /* ---- routes ---- */
 
+/* A Host header value: letters, digits, '.', '-', an IPv6 literal in
+ * brackets, an optional ":port"; nothing a header could be split with. */
+static int is_host_port(const char *s)
+{
+    if (!*s || *s == ':' || *s == '.')
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '-' || *s == ':' || *s == '[' || *s == ']'))
+            return 0;
+    return 1;
+}
+
 static int parse_routes(struct loader *ld, json_t *v, const char *path, struct config *cfg)
 {
     if (!json_is_array(v))
@@ -567,6 +581,12 @@ static int parse_routes(struct loader *ld, json_t *v, const char *path, struct c
                 !util_starts_with(r->origin, "https://")) {
                 snprintf(fpath, sizeof fpath, "%s.origin", ipath);
                 return fail(ld, fpath, 0, "expected an http:// or https:// URL");
+            }
+            if (r->origin_host && !is_host_port(r->origin_host)) {
+                snprintf(fpath, sizeof fpath, "%s.origin_host", ipath);
+                return fail(ld, fpath, 0,
+                            "expected a host name with an optional port (\"www.example.org\", "
+                            "\"example.org:8080\")");
             }
             break;
         case CONFIG_HANDLER_PLUGIN:

@@ -2,21 +2,12 @@
  * back to nginx, deciding from the origin's headers whether the page may be
  * stored (cachepolicy).
  *
- * The origin URL is the configured origin followed by REQUEST_URI exactly
- * as the client sent it (only bytes no URL may hold are percent-encoded).
- * Request headers come from the HTTP_* params (HTTP_X_FOO -> X-Foo) plus
- * CONTENT_TYPE, with X-Forwarded-For/-Proto/-Host added. What is left out,
- * and why:
- *   - hop-by-hop headers (Connection, Keep-Alive, TE, Trailer,
- *     Transfer-Encoding, Upgrade, Proxy-*, Expect): they describe nginx's
- *     connection, not ours; curl frames the body itself;
- *   - Accept-Encoding: the body is stored and replayed by nginx to any
- *     client, so it must be identity (nginx's gzip filter compresses it);
- *   - for GET and HEAD, the conditional and range headers (If-*, Range),
- *     as nginx's proxy cache does: a 304 or 206 could not be stored, the
- *     full 200 can.
- * HEAD is relayed as GET (nginx's proxy_cache_convert_head): the full body
- * is what gets stored, and nginx sends a HEAD client the headers only.
+ * What is sent is relay.c's business (relay_build(): the path nginx routed
+ * on, re-encoded; for a page that may be stored only what cache.key
+ * describes; Host and X-Forwarded-* built by memfill; see relay.c and
+ * doc/security.md for why). HEAD is relayed as GET (nginx's
+ * proxy_cache_convert_head): the full body is what gets stored, and nginx
+ * sends a HEAD client the headers only.
  *
  * Response headers go back except hop-by-hop ones, Content-Length (the
  * server recomputes it), Status (the FastCGI layer writes its own), and any
@@ -29,6 +20,7 @@
 #include "memfill/cachepolicy.h"
 #include "memfill/handler.h"
 #include "memfill/log.h"
+#include "memfill/relay.h"
 #include "memfill/srcache.h"
 #include "memfill/stats.h"
 #include "memfill/upstream.h"
@@ -43,6 +35,10 @@
 
 struct upstream_state {
     char *origin; /* scheme://host[:port][/path], without a trailing '/' */
+    char *origin_host;       /* the route's origin_host, or NULL */
+    struct key_pattern *key; /* cache.key, which decides what is relayed */
+    struct relay_rules rules;
+    struct relay_request rr; /* reused from request to request */
     unsigned connect_timeout_ms;
     unsigned timeout_ms;
     struct cachepolicy_limits limits;
@@ -106,6 +102,23 @@ static int upstream_create(const struct config *cfg, size_t route_index, void **
     while (n > 0 && r->origin[n - 1] == '/')
         n--;
     s->origin = xstrndup(r->origin, n);
+    s->origin_host = r->origin_host ? xstrdup(r->origin_host) : NULL;
+    struct err e;
+    err_clear(&e);
+    const char *key = cfg->key ? cfg->key : CONFIG_DEFAULT_KEY;
+    s->key = key_pattern_compile(key, &e);
+    if (!s->key) {
+        err_set(err, cfg->path, 0, 0, "cache.key: %s (at byte %d of \"%s\")", e.text, e.column,
+                key);
+        free(s->origin_host);
+        free(s->origin);
+        free(s);
+        return -1;
+    }
+    s->rules.origin = s->origin;
+    s->rules.origin_host = s->origin_host;
+    s->rules.key = s->key;
+    relay_request_init(&s->rr);
     s->connect_timeout_ms = r->connect_timeout_ms;
     s->timeout_ms = r->timeout_ms;
     s->limits.default_ttl = r->ttl >= 0 ? r->ttl : (long)cfg->ttl;
@@ -115,154 +128,6 @@ static int upstream_create(const struct config *cfg, size_t route_index, void **
     upstream_resp_init(&s->ures);
     *state = s;
     return 0;
-}
-
-/* ---- the request ---- */
-
-/* HTTP_* params (after the prefix) that are never relayed. */
-static const char *const never_relayed[] = {
-    "CONNECTION", "KEEP_ALIVE", "TE", "TRAILER", "TRANSFER_ENCODING", "UPGRADE", "EXPECT",
-    "CONTENT_LENGTH", "CONTENT_TYPE", "ACCEPT_ENCODING",
-    "X_FORWARDED_FOR", "X_FORWARDED_PROTO", "X_FORWARDED_HOST", NULL,
-};
-/* ... and those left out for GET and HEAD only. */
-static const char *const conditional[] = {
-    "IF_MODIFIED_SINCE", "IF_UNMODIFIED_SINCE", "IF_NONE_MATCH", "IF_MATCH", "RANGE",
-    "IF_RANGE", NULL,
-};
-
-static int in_list(const char *const *list, const char *name, size_t n)
-{
-    for (; *list; list++)
-        if (strlen(*list) == n && memcmp(*list, name, n) == 0)
-            return 1;
-    return 0;
-}
-
-/* Appends "Name: value" (or "Name;" for an empty value, which is how curl
- * is told to send an empty header) as a new line in lines. */
-static void add_line(struct buf *lines, const char *name, size_t nlen, const char *value)
-{
-    buf_append(lines, name, nlen);
-    if (*value) {
-        buf_append(lines, ": ", 2);
-        buf_append_str(lines, value);
-    } else {
-        buf_append_char(lines, ';');
-    }
-    buf_append_char(lines, '\0');
-}
-
-/* Appends "Name:", which tells curl not to send a header it would add. */
-static void add_removal(struct buf *lines, const char *name_colon)
-{
-    buf_append_str(lines, name_colon);
-    buf_append_char(lines, '\0');
-}
-
-/* Turns "X_FOO_BAR" into "X-Foo-Bar" in out; returns -1 when the param
- * name holds anything but letters, digits and '_'. */
-static int header_name(const char *p, size_t n, struct buf *out)
-{
-    int start = 1;
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (c == '_') {
-            buf_append_char(out, '-');
-            start = 1;
-            continue;
-        }
-        if (c >= 'A' && c <= 'Z')
-            c = start ? c : (char)(c - 'A' + 'a');
-        else if (c >= 'a' && c <= 'z')
-            c = start ? (char)(c - 'a' + 'A') : c;
-        else if (!(c >= '0' && c <= '9'))
-            return -1;
-        buf_append_char(out, c);
-        start = 0;
-    }
-    return n ? 0 : -1;
-}
-
-/* Builds the request header lines, each NUL-terminated, into lines. */
-static void build_request_headers(const struct request *req, int cacheable_method,
-                                  int with_body, struct buf *lines)
-{
-    struct buf name = BUF_INIT;
-    int has_accept = 0;
-    for (char **e = req->envp; e && *e; e++) {
-        if (strncmp(*e, "HTTP_", 5) != 0)
-            continue;
-        const char *pn = *e + 5;
-        const char *eq = strchr(pn, '=');
-        if (!eq)
-            continue;
-        size_t pl = (size_t)(eq - pn);
-        const char *value = eq + 1;
-        if (strpbrk(value, "\r\n") || in_list(never_relayed, pn, pl) ||
-            (pl >= 6 && memcmp(pn, "PROXY_", 6) == 0) || (pl == 5 && !memcmp(pn, "PROXY", 5)) ||
-            (cacheable_method && in_list(conditional, pn, pl)))
-            continue;
-        buf_reset(&name, 4096);
-        if (header_name(pn, pl, &name) < 0)
-            continue;
-        if (pl == 6 && memcmp(pn, "ACCEPT", 6) == 0)
-            has_accept = 1;
-        add_line(lines, name.data, name.len, value);
-    }
-    buf_fini(&name);
-
-    const char *ctype = request_param(req, "CONTENT_TYPE");
-    if (ctype && *ctype && !strpbrk(ctype, "\r\n"))
-        add_line(lines, "Content-Type", 12, ctype);
-    else if (with_body)
-        add_removal(lines, "Content-Type:"); /* not curl's default form type */
-    if (!has_accept)
-        add_removal(lines, "Accept:"); /* not curl's default "Accept: * / *" */
-
-    const char *addr = request_param(req, "REMOTE_ADDR");
-    const char *xff = request_param(req, "HTTP_X_FORWARDED_FOR");
-    if (xff && strpbrk(xff, "\r\n"))
-        xff = NULL;
-    if (addr && strpbrk(addr, "\r\n"))
-        addr = NULL;
-    if ((xff && *xff) || (addr && *addr)) {
-        buf_append_str(lines, "X-Forwarded-For: ");
-        if (xff && *xff)
-            buf_append_str(lines, xff);
-        if (xff && *xff && addr && *addr)
-            buf_append(lines, ", ", 2);
-        if (addr && *addr)
-            buf_append_str(lines, addr);
-        buf_append_char(lines, '\0');
-    }
-    const char *scheme = request_param(req, "REQUEST_SCHEME");
-    if (!scheme || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
-        const char *https = request_param(req, "HTTPS");
-        scheme = https && *https && strcmp(https, "off") != 0 ? "https" : "http";
-    }
-    add_line(lines, "X-Forwarded-Proto", 17, scheme);
-    const char *host = request_param(req, "HTTP_HOST");
-    if (!host || !*host)
-        host = request_param(req, "SERVER_NAME");
-    if (host && *host && !strpbrk(host, "\r\n"))
-        add_line(lines, "X-Forwarded-Host", 16, host);
-}
-
-/* Appends the origin URL for req: origin + REQUEST_URI, with bytes that no
- * URL may hold raw (controls, space, non-ASCII, '#') percent-encoded. */
-static void build_url(const struct upstream_state *s, const char *uri, struct buf *url)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    buf_append_str(url, s->origin);
-    for (const unsigned char *p = (const unsigned char *)uri; *p; p++) {
-        if (*p <= 0x20 || *p >= 0x7f || *p == '#') {
-            char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            buf_append(url, esc, 3);
-        } else {
-            buf_append_char(url, (char)*p);
-        }
-    }
 }
 
 /* ---- the response ---- */
@@ -392,7 +257,8 @@ static void upstream_handle(void *state, const struct request *req,
 {
     struct upstream_state *s = state;
     (void)m;
-    if (req->request_uri[0] != '/') {
+    struct relay_request *rr = &s->rr;
+    if (relay_build(&s->rules, req, rr) < 0) {
         response_error(resp, 400, "The request target cannot be relayed.");
         resp->no_store = 1;
         resp->no_store_reason = STATS_SKIP_HANDLER;
@@ -401,31 +267,17 @@ static void upstream_handle(void *state, const struct request *req,
     if (!s->client)
         s->client = upstream_client_new();
 
-    const char *method = *req->method ? req->method : "GET";
-    int cacheable = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    if (strcmp(method, "HEAD") == 0)
-        method = "GET";
-    const char *clen = request_param(req, "CONTENT_LENGTH");
-    int with_body = req->body_len > 0 || (clen && *clen && strcmp(method, "GET") != 0);
-
-    struct buf url = BUF_INIT, lines = BUF_INIT;
-    build_url(s, req->request_uri, &url);
-    build_request_headers(req, cacheable, with_body, &lines);
-    size_t nlines = 0;
-    for (size_t i = 0; i < lines.len; i++)
-        nlines += lines.data[i] == '\0';
-    const char **hdrs = xcalloc(nlines + 1, sizeof *hdrs);
-    for (size_t i = 0, k = 0; k < nlines; k++) {
-        hdrs[k] = lines.data + i;
-        i += strlen(lines.data + i) + 1;
+    const char **hdrs = xcalloc(rr->nlines + 1, sizeof *hdrs);
+    for (size_t i = 0, k = 0; k < rr->nlines; k++) {
+        hdrs[k] = rr->lines.data + i;
+        i += strlen(rr->lines.data + i) + 1;
     }
-
     struct upstream_req ureq = {
-        .method = method,
-        .url = url.data,
+        .method = rr->method,
+        .url = rr->url.data,
         .headers = hdrs,
-        .body = with_body ? (req->body ? req->body : "") : NULL,
-        .body_len = with_body ? req->body_len : 0,
+        .body = rr->send_body ? (req->body ? req->body : "") : NULL,
+        .body_len = rr->send_body ? req->body_len : 0,
         .connect_timeout_ms = s->connect_timeout_ms,
         .timeout_ms = s->timeout_ms,
         .max_bytes = UPSTREAM_MAX_BODY,
@@ -434,16 +286,19 @@ static void upstream_handle(void *state, const struct request *req,
     err_clear(&e);
     if (upstream_fetch(s->client, &ureq, &s->ures, &e) < 0) {
         struct buf esc = BUF_INIT;
-        log_warn("upstream %s: %s", log_escape(&esc, url.data, url.len, 200), e.text);
+        log_warn("upstream %s: %s", log_escape(&esc, rr->url.data, rr->url.len, 200), e.text);
         buf_fini(&esc);
         fail_response(resp, s->ures.failure);
     } else {
         relay_response(s, resp);
+        /* what the relay knows outranks what the origin allows */
+        if (rr->no_store) {
+            resp->no_store = 1;
+            resp->no_store_reason = rr->no_store_reason;
+        }
     }
     upstream_resp_reset(&s->ures, 1 << 20);
     free(hdrs);
-    buf_fini(&lines);
-    buf_fini(&url);
 }
 
 static void upstream_destroy(void *state)
@@ -453,6 +308,9 @@ static void upstream_destroy(void *state)
         return;
     upstream_client_free(s->client);
     upstream_resp_fini(&s->ures);
+    relay_request_fini(&s->rr);
+    key_pattern_free(s->key);
+    free(s->origin_host);
     free(s->origin);
     free(s);
 }

@@ -15,6 +15,14 @@
  *     "${name}", literal text) compiled once at config load and evaluated
  *     per request from FastCGI params, each variable derived the way nginx
  *     derives it (see struct key_part below for the param each one reads).
+ *     A header sent several times arrives as several params; nginx 1.22
+ *     joins the instances for $http_cookie ("; "), $http_x_forwarded_for
+ *     (", ") and $cookie_NAME (searched across every Cookie line), and
+ *     takes the first for any other $http_NAME (doc/security.md, "Headers
+ *     with several instances"); key_pattern_eval_all() does the same.
+ *     The relay asks a pattern which variables it holds
+ *     (key_pattern_covers(), key_pattern_part()) to send the origin no
+ *     more than the key describes.
  *
  * Invariants: every input is (pointer, length) and may hold any byte,
  * including NUL; nothing reads past the given length. A compiled pattern
@@ -373,15 +381,18 @@ enum key_kind {
     KP_ARGS,     /* QUERY_STRING, else the part of REQUEST_URI after '?' */
     KP_IS_ARGS,  /* "?" when the args are not empty */
     KP_ARG,      /* the value of argument text in the args (ngx_http_arg) */
-    KP_HOST,     /* HTTP_HOST checked and lowered as nginx does, else
-                  * SERVER_NAME lowered */
+    KP_HOST,     /* MEMFILL_HOST (nginx's own $host), else HTTP_HOST
+                  * checked and lowered as nginx does, else SERVER_NAME
+                  * lowered */
     KP_SCHEME,   /* REQUEST_SCHEME, else "https" when HTTPS is "on" */
-    KP_COOKIE,   /* cookie text in HTTP_COOKIE */
+    KP_COOKIE,   /* cookie text in every HTTP_COOKIE param */
 };
 
 struct key_part {
     enum key_kind kind;
-    char *text; /* owned; NUL-terminated; literal bytes or a name */
+    char *text; /* owned; NUL-terminated; literal bytes or a name (the
+                 * argument and cookie names as written: both match
+                 * case-insensitively, and the relay sends them as written) */
     size_t len;
 };
 
@@ -424,9 +435,10 @@ static int name_char(unsigned char c)
            || c == '_';
 }
 
-/* Adds the variable lname (lower-cased, len n) to kp; returns -1 when nginx
- * knows no such variable (or we do not support it). */
-static int add_variable(struct key_pattern *kp, const char *lname, size_t n)
+/* Adds the variable lname (lower-cased, len n; name is the same as
+ * written) to kp; returns -1 when nginx knows no such variable (or we do
+ * not support it). */
+static int add_variable(struct key_pattern *kp, const char *lname, const char *name, size_t n)
 {
     for (size_t i = 0; i < sizeof key_vars / sizeof key_vars[0]; i++) {
         if (strlen(key_vars[i].name) == n && memcmp(key_vars[i].name, lname, n) == 0) {
@@ -436,11 +448,11 @@ static int add_variable(struct key_pattern *kp, const char *lname, size_t n)
         }
     }
     if (n > 4 && memcmp(lname, "arg_", 4) == 0) {
-        add_part(kp, KP_ARG, lname + 4, n - 4);
+        add_part(kp, KP_ARG, name + 4, n - 4);
         return 0;
     }
     if (n > 7 && memcmp(lname, "cookie_", 7) == 0) {
-        add_part(kp, KP_COOKIE, lname + 7, n - 7);
+        add_part(kp, KP_COOKIE, name + 7, n - 7);
         return 0;
     }
     if (n > 5 && memcmp(lname, "http_", 5) == 0) {
@@ -509,7 +521,7 @@ struct key_pattern *key_pattern_compile(const char *pattern, struct err *err)
         char *lname = xstrndup(pattern + name, name_len);
         for (char *c = lname; *c; c++)
             *c = (char)ascii_lower((unsigned char)*c);
-        int rc = add_variable(kp, lname, name_len);
+        int rc = add_variable(kp, lname, pattern + name, name_len);
         free(lname);
         if (rc < 0) {
             err_set(err, NULL, 0, col, "unknown variable \"$%.*s\"", (int)name_len,
@@ -568,30 +580,33 @@ static void get_args(key_param_fn get, void *ctx, const char **a, size_t *n)
 
 /* ngx_http_arg(): the first "name=" (name case-insensitive) at the start of
  * the args or right after a '&'; the value runs to the next '&'. */
-static void eval_arg(const char *a, size_t n, const struct key_part *part, struct buf *out)
+int key_arg_find(const char *a, size_t n, const char *name, size_t k, const char **value,
+                 size_t *vlen)
 {
-    size_t k = part->len;
-    for (size_t p = 0; p + k < n; p++) {
+    for (size_t p = 0; a && k && p + k < n; p++) {
         if ((p == 0 || a[p - 1] == '&') && a[p + k] == '='
-            && util_ascii_caseeq(a + p, part->text, k)) {
+            && util_ascii_caseeq(a + p, name, k)) {
             const char *v = a + p + k + 1;
             const char *amp = memchr(v, '&', n - (p + k + 1));
-            buf_append(out, v, amp ? (size_t)(amp - v) : n - (p + k + 1));
-            return;
+            *value = v;
+            *vlen = amp ? (size_t)(amp - v) : n - (p + k + 1);
+            return 1;
         }
     }
+    return 0;
 }
 
-/* ngx_http_parse_multi_header_lines() on one Cookie header: pairs split
- * on ';' or ',', name case-insensitive, spaces around '=' skipped, the
- * value runs to the next ';'. */
-static void eval_cookie(const char *v, size_t n, const struct key_part *part, struct buf *out)
+/* ngx_http_parse_multi_header_lines() over Cookie lines joined with "; ":
+ * pairs split on ';' or ',', name case-insensitive, spaces around '='
+ * skipped, the value runs to the next ';'. */
+int key_cookie_find(const char *v, size_t n, const char *name, size_t k, const char **value,
+                    size_t *vlen)
 {
-    size_t k = part->len, s = 0;
-    if (k > n)
-        return;
+    size_t s = 0;
+    if (k > n || k == 0)
+        return 0;
     while (s < n) {
-        if (n - s >= k && util_ascii_caseeq(v + s, part->text, k)) {
+        if (n - s >= k && util_ascii_caseeq(v + s, name, k)) {
             s += k;
             while (s < n && v[s] == ' ')
                 s++;
@@ -601,8 +616,9 @@ static void eval_cookie(const char *v, size_t n, const struct key_part *part, st
                 size_t last = s;
                 while (last < n && v[last] != ';')
                     last++;
-                buf_append(out, v + s, last - s);
-                return;
+                *value = v + s;
+                *vlen = last - s;
+                return 1;
             }
         }
         while (s < n) {
@@ -613,6 +629,7 @@ static void eval_cookie(const char *v, size_t n, const struct key_part *part, st
         while (s < n && v[s] == ' ')
             s++;
     }
+    return 0;
 }
 
 /* ngx_http_validate_host(): returns the length of the host part (port and
@@ -664,8 +681,59 @@ static void append_lower(struct buf *out, const char *s, size_t n)
         buf_append_char(out, (char)ascii_lower((unsigned char)s[i]));
 }
 
+void key_host(key_param_fn get, void *ctx, struct buf *out)
+{
+    const char *v = get(ctx, "MEMFILL_HOST");
+    size_t n;
+    if (v && *v)
+        buf_append_str(out, v);
+    else if ((v = get(ctx, "HTTP_HOST")) != NULL && (n = host_len(v, strlen(v))) > 0)
+        append_lower(out, v, n);
+    else if ((v = get(ctx, "SERVER_NAME")) != NULL)
+        append_lower(out, v, strlen(v));
+}
+
+/* The params nginx 1.22 joins when a variable reads a header sent several
+ * times; any other header variable reads the first instance. */
+static const char *joined_separator(const char *param)
+{
+    if (strcmp(param, "HTTP_COOKIE") == 0)
+        return "; ";
+    if (strcmp(param, "HTTP_X_FORWARDED_FOR") == 0)
+        return ", ";
+    return NULL;
+}
+
+/* Appends param name to out: every instance joined with sep when get_all
+ * is given, else the one get returns. */
+static void append_param(key_param_fn get, key_param_all_fn get_all, void *ctx,
+                         const char *name, const char *sep, struct buf *out)
+{
+    if (get_all && sep) {
+        get_all(ctx, name, sep, out);
+    } else {
+        const char *v = get(ctx, name);
+        if (v)
+            buf_append_str(out, v);
+    }
+}
+
+void key_param_value(key_param_fn get, key_param_all_fn get_all, void *ctx, const char *param,
+                     struct buf *out)
+{
+    append_param(get, get_all, ctx, param, joined_separator(param), out);
+}
+
 void key_pattern_eval(const struct key_pattern *p, key_param_fn get, void *ctx, struct buf *out)
 {
+    key_pattern_eval_all(p, get, NULL, ctx, out);
+}
+
+void key_pattern_eval_all(const struct key_pattern *p, key_param_fn get, key_param_all_fn get_all,
+                          void *ctx, struct buf *out)
+{
+    struct buf cookies = BUF_INIT;
+    int have_cookies = 0;
     buf_append(out, "", 0);
     for (size_t i = 0; i < p->nparts; i++) {
         const struct key_part *part = &p->parts[i];
@@ -676,8 +744,7 @@ void key_pattern_eval(const struct key_pattern *p, key_param_fn get, void *ctx, 
             buf_append(out, part->text, part->len);
             break;
         case KP_PARAM:
-            if ((v = get(ctx, part->text)) != NULL)
-                buf_append_str(out, v);
+            append_param(get, get_all, ctx, part->text, joined_separator(part->text), out);
             break;
         case KP_URI:
             if ((v = get(ctx, "DOCUMENT_URI")) != NULL)
@@ -694,17 +761,16 @@ void key_pattern_eval(const struct key_pattern *p, key_param_fn get, void *ctx, 
             if (n > 0)
                 buf_append_char(out, '?');
             break;
-        case KP_ARG:
+        case KP_ARG: {
+            const char *v2;
+            size_t n2;
             get_args(get, ctx, &a, &n);
-            eval_arg(a, n, part, out);
+            if (key_arg_find(a, n, part->text, part->len, &v2, &n2))
+                buf_append(out, v2, n2);
             break;
+        }
         case KP_HOST:
-            v = get(ctx, "HTTP_HOST");
-            if (v && (n = host_len(v, strlen(v))) > 0) {
-                append_lower(out, v, n);
-            } else if ((v = get(ctx, "SERVER_NAME")) != NULL) {
-                append_lower(out, v, strlen(v));
-            }
+            key_host(get, ctx, out);
             break;
         case KP_SCHEME:
             v = get(ctx, "REQUEST_SCHEME");
@@ -717,9 +783,59 @@ void key_pattern_eval(const struct key_pattern *p, key_param_fn get, void *ctx, 
             }
             break;
         case KP_COOKIE:
-            if ((v = get(ctx, "HTTP_COOKIE")) != NULL)
-                eval_cookie(v, strlen(v), part, out);
+            if (!have_cookies) {
+                append_param(get, get_all, ctx, "HTTP_COOKIE", "; ", &cookies);
+                have_cookies = 1;
+            }
+            if (cookies.len && key_cookie_find(cookies.data, cookies.len, part->text,
+                                               part->len, &a, &n))
+                buf_append(out, a, n);
             break;
         }
     }
+    buf_fini(&cookies);
+}
+
+unsigned key_pattern_covers(const struct key_pattern *p)
+{
+    unsigned c = 0;
+    for (size_t i = 0; i < p->nparts; i++) {
+        const struct key_part *part = &p->parts[i];
+        switch (part->kind) {
+        case KP_URI: c |= KEY_COVERS_URI; break;
+        case KP_ARGS: c |= KEY_COVERS_ARGS; break;
+        case KP_HOST: c |= KEY_COVERS_HOST; break;
+        case KP_ARG: c |= KEY_COVERS_ARG; break;
+        case KP_COOKIE: c |= KEY_COVERS_COOKIE; break;
+        case KP_SCHEME: c |= KEY_COVERS_SCHEME; break;
+        case KP_PARAM:
+            if (strcmp(part->text, "REQUEST_URI") == 0)
+                c |= KEY_COVERS_REQUEST_URI;
+            else if (strncmp(part->text, "HTTP_", 5) == 0)
+                c |= KEY_COVERS_HEADER;
+            break;
+        default:
+            break;
+        }
+    }
+    return c;
+}
+
+const char *key_pattern_part(const struct key_pattern *p, size_t i, unsigned *covers)
+{
+    *covers = 0;
+    if (i >= p->nparts)
+        return NULL;
+    const struct key_part *part = &p->parts[i];
+    switch (part->kind) {
+    case KP_ARG: *covers = KEY_COVERS_ARG; break;
+    case KP_COOKIE: *covers = KEY_COVERS_COOKIE; break;
+    case KP_PARAM:
+        if (strncmp(part->text, "HTTP_", 5) == 0)
+            *covers = KEY_COVERS_HEADER;
+        break;
+    default:
+        break;
+    }
+    return part->text;
 }

@@ -5,8 +5,9 @@
  * bad reply does not reroute a node's keys for 10 s, upstream keepalive for
  * the hit path, the same key expression in $memcached_key and the hash,
  * error_page 404 502 504 (and 405, since memcached_pass refuses methods
- * other than GET and HEAD) to memfill, and MEMC_KEY / MEMC_BACKEND /
- * MEMC_STATUS so memfill writes where nginx reads. */
+ * other than GET and HEAD) to memfill, MEMC_KEY / MEMC_BACKEND /
+ * MEMC_STATUS so memfill writes where nginx reads, and MEMFILL_HOST
+ * ($host) so a relayed Host is the one nginx keyed on. */
 #include "config.h"
 
 #include "memfill/nginxconf.h"
@@ -44,6 +45,9 @@ static void fastcgi_params(struct buf *out, const char *backend_var)
     buf_append_str(out, "        fastcgi_param MEMC_KEY          $memcached_key;\n");
     buf_printf(out, "        fastcgi_param MEMC_BACKEND      %s;\n", backend_var);
     buf_append_str(out, "        fastcgi_param MEMC_STATUS       $upstream_status;\n");
+    /* nginx's own $host: for "GET http://a/ HTTP/1.1" with "Host: b" it is
+     * "a", which no param carries otherwise (doc/security.md) */
+    buf_append_str(out, "        fastcgi_param MEMFILL_HOST      $host;\n");
 }
 
 static void skip_cookie_rules(const struct config *cfg, struct buf *out)

@@ -2,7 +2,13 @@
  *
  * The worker keeps one struct response for its whole life and resets it
  * between requests, so a long-lived worker does not allocate per request
- * once its buffers have grown to the usual page size. */
+ * once its buffers have grown to the usual page size.
+ *
+ * nginx passes each header line as its own param, so a header sent twice
+ * is two HTTP_* params and request_param() sees only the first: a rule
+ * that reads a header reads every instance through request_param_all()
+ * or request_header_joined() (doc/security.md, "Headers with several
+ * instances"). */
 #include "config.h"
 
 #include "memfill/request.h"
@@ -24,6 +30,40 @@ const char *request_param(const struct request *r, const char *name)
 const char *request_param_cb(void *ctx, const char *name)
 {
     return request_param(ctx, name);
+}
+
+size_t request_param_all(const struct request *r, const char *name, const char *sep,
+                         struct buf *out)
+{
+    size_t n = strlen(name), count = 0;
+    for (char **e = r->envp; e && *e; e++) {
+        if (strncmp(*e, name, n) != 0 || (*e)[n] != '=')
+            continue;
+        if (count++)
+            buf_append_str(out, sep);
+        buf_append_str(out, *e + n + 1);
+    }
+    return count;
+}
+
+size_t request_param_all_cb(void *ctx, const char *name, const char *sep, struct buf *out)
+{
+    return request_param_all(ctx, name, sep, out);
+}
+
+void request_eval_key(const struct key_pattern *p, const struct request *r, struct buf *out)
+{
+    key_pattern_eval_all(p, request_param_cb, request_param_all_cb, (void *)r, out);
+}
+
+const char *request_header_separator(const char *name)
+{
+    return strcmp(name, "HTTP_COOKIE") == 0 ? "; " : ", ";
+}
+
+size_t request_header_joined(const struct request *r, const char *name, struct buf *out)
+{
+    return request_param_all(r, name, request_header_separator(name), out);
 }
 
 void request_init(struct request *r, char **envp)

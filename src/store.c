@@ -12,7 +12,10 @@
  * bit set (nginx's memcached_gzip_flag); the miss itself is answered
  * identity, and the item size limit applies to the compressed size.
  * Routes with "srcache": true store the whole response in srcache's format
- * (srcache.h) and, like srcache_store, also keep 301, 302, 307 and 308. */
+ * (srcache.h) and, like srcache_store, also keep 301, 302, 307 and 308.
+ * The request rules read every instance of a header (a session cookie in
+ * a second Cookie line counts); store_request_ruled_out() tells the
+ * handler beforehand, so the relay knows which regime applies. */
 #include "config.h"
 
 #include "memfill/store.h"
@@ -47,36 +50,42 @@ void store_request_key(const struct site *site, const struct request *req, struc
     if (req->memc_key) {
         buf_append_str(raw, req->memc_key);
         struct buf own = BUF_INIT;
-        key_pattern_eval(site->key, request_param_cb, (void *)req, &own);
+        request_eval_key(site->key, req, &own);
         *drift = own.len != raw->len || (own.len && memcmp(own.data, raw->data, own.len) != 0);
         buf_fini(&own);
     } else {
-        key_pattern_eval(site->key, request_param_cb, (void *)req, raw);
+        request_eval_key(site->key, req, raw);
     }
 }
 
-/* Returns 1 when the Cookie header holds a cookie named in names. */
+/* Returns 1 when a Cookie line holds a cookie named in names. Every
+ * Cookie line counts (nginx passes each as its own param, and its
+ * $cookie_NAME, which sends the visitor past memcached in the generated
+ * config, searches them all), and names match as $cookie_NAME matches
+ * them: ASCII case-insensitively, with nginx's own pair parser. */
 static int has_session_cookie(const struct request *req, char *const *names)
 {
-    const char *c = request_param(req, "HTTP_COOKIE");
-    if (!c || !names || !*names)
+    if (!names || !*names)
         return 0;
-    while (*c) {
-        while (*c == ' ' || *c == ';')
-            c++;
-        const char *eq = strchr(c, '=');
-        const char *end = strchr(c, ';');
-        if (!end)
-            end = c + strlen(c);
-        size_t nl = (eq && eq < end ? eq : end) - c;
-        while (nl > 0 && c[nl - 1] == ' ')
-            nl--;
-        for (char *const *n = names; *n; n++)
-            if (strlen(*n) == nl && memcmp(*n, c, nl) == 0)
-                return 1;
-        c = end;
+    struct buf all = BUF_INIT;
+    int found = 0;
+    if (request_header_joined(req, "HTTP_COOKIE", &all) > 0 && all.len) {
+        const char *v;
+        size_t vlen;
+        for (char *const *n = names; *n && !found; n++)
+            found = key_cookie_find(all.data, all.len, *n, strlen(*n), &v, &vlen);
     }
-    return 0;
+    buf_fini(&all);
+    return found;
+}
+
+/* Returns 1 when any instance of the Authorization header came in. */
+static int has_authorization(const struct request *req)
+{
+    struct buf all = BUF_INIT;
+    size_t n = request_param_all(req, "HTTP_AUTHORIZATION", ", ", &all);
+    buf_fini(&all);
+    return n > 0;
 }
 
 /* Returns 1 when the response headers hold a header named name. */
@@ -126,7 +135,7 @@ static int refuse_early(const struct site *site, const struct request *req,
     if (!(req->method_bit & (CONFIG_METHOD_GET | CONFIG_METHOD_HEAD)))
         return STATS_SKIP_METHOD;
     if (!r || !r->cache || regex_list_match(site->skip_uri, req->path.data, req->path.len) ||
-        request_param(req, "HTTP_AUTHORIZATION"))
+        has_authorization(req))
         return STATS_SKIP_RULE;
     if (has_session_cookie(req, site->cfg->skip_cookies))
         return STATS_SKIP_COOKIE;
@@ -165,6 +174,13 @@ static void job_key(const struct site *site, const struct request *req, struct s
             job->node = b;
         }
     }
+}
+
+int store_request_ruled_out(const struct site *site, const struct request *req, size_t route)
+{
+    const struct config *cfg = site->cfg;
+    const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
+    return refuse_early(site, req, r) != STATS_STORED;
 }
 
 int store_request_allows(const struct site *site, const struct request *req, size_t route,

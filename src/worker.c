@@ -246,6 +246,7 @@ static size_t produce(struct worker *w)
     /* cache.lock_wait: wait for a page another worker is producing. */
     if (stampede_enter(&w->stampede, w->site, w->mc, &w->req, ri, &w->resp) == STAMPEDE_SERVED)
         return ri;
+    w->req.store_ruled_out = store_request_ruled_out(w->site, &w->req, ri);
     w->site->ops[ri]->handle(w->site->states[ri], &w->req, &w->match, &w->resp);
     if (r->content_type && w->resp.status == 200) {
         buf_reset(&w->resp.content_type, 1024);
@@ -288,7 +289,7 @@ static void log_notes(struct worker *w)
         count(w, STATS_KEY_DRIFT);
         if (note_allowed(w, NOTE_KEY_DRIFT)) {
             struct buf own = BUF_INIT;
-            key_pattern_eval(w->site->key, request_param_cb, &w->req, &own);
+            request_eval_key(w->site->key, &w->req, &own);
             buf_append_str(s, "key drift: nginx sent MEMC_KEY \"");
             log_escape(s, j->raw_key.data, j->raw_key.len, 200);
             buf_append_str(s, "\" but cache.key gives \"");

@@ -172,6 +172,10 @@ START_TEST(test_cachepolicy_cache_control_refusals)
         /* two Cache-Control headers read as one list */
         {__LINE__, 200, "Cache-Control: max-age=60\nCache-Control: no-store", 300, 0, 0, 0, 0,
          CC},
+        {__LINE__, 200, "Cache-Control: public\nX-Other: 1\nCache-Control: private, max-age=9",
+         300, 0, 0, 0, 0, CC},
+        {__LINE__, 200, "cache-control: max-age=60\nCACHE-CONTROL: no-cache", 300, 0, 0, 0, 0,
+         CC},
         /* Cache-Control refuses even with an Expires in the future */
         {__LINE__, 200, "Cache-Control: no-cache\nExpires: Tue, 14 Nov 2023 23:13:20 GMT", 300,
          0, 0, 0, 0, CC},
@@ -245,6 +249,11 @@ START_TEST(test_cachepolicy_vary)
         {__LINE__, 200, "Vary: *", 300, 0, 0, 0, 0, CC},
         {__LINE__, 200, "Vary: Accept-Encoding, User-Agent", 300, 0, 0, 0, 0, CC},
         {__LINE__, 200, "Vary: Accept-Encoding\nVary: Accept-Language", 300, 0, 0, 0, 0, CC},
+        /* every Vary line counts, wherever it is */
+        {__LINE__, 200, "Vary: \nCache-Control: max-age=60\nvary: Cookie", 300, 0, 0, 0, 0, CC},
+        /* Set-Cookie2 refuses as Set-Cookie does */
+        {__LINE__, 200, "Set-Cookie2: a=1\nCache-Control: max-age=60", 300, 0, 0, 0, 0,
+         STATS_SKIP_COOKIE},
         {__LINE__, 200, "Vary: Accept-Encodings", 300, 0, 0, 0, 0, CC},
         {__LINE__, 200, "Vary: Accept", 300, 0, 0, 0, 0, CC},
         /* X-Accel-Expires does not override Vary */

@@ -149,6 +149,7 @@ struct fixture {
     struct response resp;
     char *env[64];
     size_t nenv;
+    int ruled_out; /* request.store_ruled_out, as the worker would set it */
 };
 
 /* Sets up cfg with one upstream route to origin (NULL: the running origin)
@@ -199,6 +200,7 @@ static void fx_run(struct fixture *fx, const char *method, const char *uri,
         fx_env(fx, *e);
     fx->env[fx->nenv] = NULL;
     request_init(&fx->req, fx->env);
+    fx->req.store_ruled_out = fx->ruled_out;
     fx->req.body = body;
     fx->req.body_len = body_len;
     struct route_match match;
@@ -412,66 +414,141 @@ START_TEST(test_upstream_plain)
 }
 END_TEST
 
-START_TEST(test_upstream_request_headers)
+/* Params as nginx passes them for a visitor with every kind of header. */
+static const char *const visitor_params[] = {
+    "HTTP_HOST=www.example.test",
+    "HTTP_COOKIE=theme=dark; lang=fr",
+    "HTTP_COOKIE=sessionid=s1",
+    "HTTP_AUTHORIZATION=Basic dXNlcjpwdw==",
+    "HTTP_USER_AGENT=check/1.0",
+    "HTTP_ACCEPT=text/html",
+    "HTTP_ACCEPT_LANGUAGE=fr",
+    "HTTP_X_FOO_BAR=baz",
+    "HTTP_X_FOO_BAR=qux",
+    "HTTP_X_EMPTY=",
+    "HTTP_X_FORWARDED_FOR=10.1.2.3",
+    "HTTP_X_FORWARDED_PROTO=gopher",
+    "HTTP_X_FORWARDED_HOST=evil.test",
+    "HTTP_X_FORWARDED_PORT=8443",
+    "HTTP_X_FORWARDED_PREFIX=/evil",
+    "HTTP_FORWARDED=for=1.2.3.4;host=evil.test;proto=http",
+    "HTTP_X_REAL_IP=10.9.9.9",
+    "HTTP_X_ORIGINAL_URL=/admin",
+    "HTTP_X_REWRITE_URL=/admin",
+    "HTTP_X_HTTP_METHOD_OVERRIDE=DELETE",
+    "HTTP_X_MEMFILL_TOKEN=secret",
+    "HTTP_X_MEMFILL_PURGE_TAG=all",
+    "HTTP_CONNECTION=keep-alive, X-Foo-Bar",
+    "HTTP_KEEP_ALIVE=300",
+    "HTTP_TE=trailers",
+    "HTTP_UPGRADE=websocket",
+    "HTTP_PROXY=http://evil.test:3128",
+    "HTTP_PROXY_AUTHORIZATION=Basic eA==",
+    "HTTP_EXPECT=100-continue",
+    "HTTP_ACCEPT_ENCODING=gzip, br",
+    "HTTP_IF_NONE_MATCH=\"v1\"",
+    "HTTP_IF_MODIFIED_SINCE=Tue, 14 Nov 2023 22:13:20 GMT",
+    "HTTP_RANGE=bytes=0-1",
+    "HTTP_IF_RANGE=\"v1\"",
+    "HTTP_CONTENT_LENGTH=99",
+    "HTTP_BAD.NAME=x",
+    "REMOTE_ADDR=192.0.2.7",
+    "REQUEST_SCHEME=https",
+    "SERVER_NAME=fallback.test",
+    "QUERY_STRING=a=1",
+    NULL,
+};
+
+/* Never relayed in either regime: hop-by-hop, conditional (GET), the
+ * client's forwarding and re-targeting headers, X-Memfill-*. */
+static void assert_never_relayed(json_t *root)
 {
-    static const char *const params[] = {
-        "HTTP_HOST=www.example.test",
-        "HTTP_COOKIE=theme=dark; lang=fr",
-        "HTTP_AUTHORIZATION=Basic dXNlcjpwdw==",
-        "HTTP_USER_AGENT=check/1.0",
-        "HTTP_ACCEPT=text/html",
-        "HTTP_X_FOO_BAR=baz",
-        "HTTP_X_EMPTY=",
-        "HTTP_X_FORWARDED_FOR=10.1.2.3",
-        "HTTP_X_FORWARDED_PROTO=gopher",
-        "HTTP_X_FORWARDED_HOST=evil.test",
-        "HTTP_CONNECTION=keep-alive, X-Foo-Bar",
-        "HTTP_KEEP_ALIVE=300",
-        "HTTP_TE=trailers",
-        "HTTP_UPGRADE=websocket",
-        "HTTP_PROXY=http://evil.test:3128",
-        "HTTP_PROXY_AUTHORIZATION=Basic eA==",
-        "HTTP_EXPECT=100-continue",
-        "HTTP_ACCEPT_ENCODING=gzip, br",
-        "HTTP_IF_NONE_MATCH=\"v1\"",
-        "HTTP_IF_MODIFIED_SINCE=Tue, 14 Nov 2023 22:13:20 GMT",
-        "HTTP_RANGE=bytes=0-1",
-        "HTTP_IF_RANGE=\"v1\"",
-        "HTTP_CONTENT_LENGTH=99",
-        "HTTP_BAD.NAME=x",
-        "REMOTE_ADDR=192.0.2.7",
-        "REQUEST_SCHEME=https",
-        "SERVER_NAME=fallback.test",
-        "QUERY_STRING=a=1",
-        NULL,
-    };
-    struct fixture fx;
-    fx_init(&fx, NULL, 5000, -1);
-    fx_run(&fx, "GET", "/echo?a=1", params, NULL, 0);
-    json_t *root = echo_parse(&fx.resp);
-    ck_assert_str_eq(json_string_value(json_object_get(root, "method")), "GET");
-    ck_assert_str_eq(json_string_value(json_object_get(root, "target")), "/echo?a=1");
-    ck_assert_int_eq(json_integer_value(json_object_get(root, "body_len")), 0);
-    assert_echo_header(root, "Host", "www.example.test");
-    assert_echo_header(root, "Cookie", "theme=dark; lang=fr");
-    assert_echo_header(root, "Authorization", "Basic dXNlcjpwdw==");
-    assert_echo_header(root, "User-Agent", "check/1.0");
-    assert_echo_header(root, "Accept", "text/html");
-    assert_echo_header(root, "X-Foo-Bar", "baz");
-    assert_echo_header(root, "X-Empty", "");
-    assert_echo_header(root, "X-Forwarded-For", "10.1.2.3, 192.0.2.7");
-    assert_echo_header(root, "X-Forwarded-Proto", "https");
-    assert_echo_header(root, "X-Forwarded-Host", "www.example.test");
     static const char *const absent[] = {
         "Connection", "Keep-Alive", "TE", "Upgrade", "Proxy", "Proxy-Authorization", "Expect",
         "Accept-Encoding", "If-None-Match", "If-Modified-Since", "Range", "If-Range",
         "Content-Length", "Content-Type", "Transfer-Encoding", "Bad.name", "Bad-Name",
+        "X-Forwarded-Port", "X-Forwarded-Prefix", "Forwarded", "X-Real-Ip", "X-Original-Url",
+        "X-Rewrite-Url", "X-Http-Method-Override", "X-Memfill-Token", "X-Memfill-Purge-Tag",
     };
     for (size_t i = 0; i < sizeof absent / sizeof absent[0]; i++)
         assert_echo_header(root, absent[i], NULL);
+    /* memfill's own: the origin URL's host, REMOTE_ADDR, the scheme, the
+     * server name */
+    char *host = xasprintf("127.0.0.1:%d", origin_port);
+    assert_echo_header(root, "Host", host);
+    free(host);
+    assert_echo_header(root, "X-Forwarded-For", "192.0.2.7");
+    assert_echo_header(root, "X-Forwarded-Proto", "https");
+    assert_echo_header(root, "X-Forwarded-Host", "fallback.test");
+}
+
+/* A request whose store is ruled out (here: it carries Authorization and
+ * a session cookie) passes the client's end-to-end headers through, each
+ * header's instances joined as nginx 1.23+ joins them. */
+START_TEST(test_upstream_request_headers_passthrough)
+{
+    struct fixture fx;
+    fx_init(&fx, NULL, 5000, -1);
+    fx.ruled_out = 1;
+    fx_run(&fx, "GET", "/echo?cc=max-age%3D60&a=1", visitor_params, NULL, 0);
+    json_t *root = echo_parse(&fx.resp);
+    ck_assert_str_eq(json_string_value(json_object_get(root, "method")), "GET");
+    ck_assert_str_eq(json_string_value(json_object_get(root, "target")), "/echo?a=1");
+    ck_assert_int_eq(json_integer_value(json_object_get(root, "body_len")), 0);
+    assert_echo_header(root, "Cookie", "theme=dark; lang=fr; sessionid=s1");
+    assert_echo_header(root, "Authorization", "Basic dXNlcjpwdw==");
+    assert_echo_header(root, "User-Agent", "check/1.0");
+    assert_echo_header(root, "Accept", "text/html");
+    assert_echo_header(root, "Accept-Language", "fr");
+    assert_echo_header(root, "X-Foo-Bar", "baz, qux");
+    assert_echo_header(root, "X-Empty", "");
+    assert_never_relayed(root);
     json_decref(root);
-    /* /echo says no-store */
-    assert_refused(&fx.resp, STATS_SKIP_CACHE_CONTROL);
+    /* nothing is filed, whatever the origin says */
+    ck_assert_int_eq(fx.resp.no_store, 1);
+    fx_fini(&fx);
+}
+END_TEST
+
+/* A request that may be stored sends what the key describes and nothing
+ * more: with the default key, the path and args; no client header. */
+START_TEST(test_upstream_request_headers_keyed)
+{
+    struct fixture fx;
+    fx_init(&fx, NULL, 5000, -1);
+    fx_run(&fx, "GET", "/echo?cc=max-age%3D60&a=1", visitor_params, NULL, 0);
+    json_t *root = echo_parse(&fx.resp);
+    ck_assert_str_eq(json_string_value(json_object_get(root, "target")), "/echo?a=1");
+    static const char *const dropped[] = {
+        "Cookie", "Authorization", "User-Agent", "Accept", "Accept-Language", "X-Foo-Bar",
+        "X-Empty",
+    };
+    for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
+        assert_echo_header(root, dropped[i], NULL);
+    assert_never_relayed(root);
+    json_decref(root);
+    fx_fini(&fx);
+
+    /* a key that reads headers and cookies: exactly those values go */
+    fx_init(&fx, NULL, 5000, -1);
+    fx.cfg.key = (char *)"$host$uri$is_args$arg_a|$http_accept_language|$http_x_foo_bar|"
+                         "$cookie_Lang|$cookie_missing|$http_x_forwarded_for";
+    handler_upstream_ops.destroy(fx.state);
+    struct err e;
+    err_clear(&e);
+    ck_assert(handler_upstream_ops.create(&fx.cfg, 0, &fx.state, &e) == 0);
+    fx_run(&fx, "GET", "/echo?a=1&cc=max-age%3D60&b=2", visitor_params, NULL, 0);
+    root = echo_parse(&fx.resp);
+    ck_assert_str_eq(json_string_value(json_object_get(root, "target")), "/echo?a=1");
+    assert_echo_header(root, "Accept-Language", "fr");
+    assert_echo_header(root, "X-Foo-Bar", "baz"); /* nginx 1.22: the first instance */
+    assert_echo_header(root, "Cookie", "Lang=fr");
+    assert_echo_header(root, "Host", "www.example.test");
+    assert_echo_header(root, "X-Forwarded-Host", "www.example.test");
+    assert_echo_header(root, "X-Forwarded-For", "192.0.2.7");
+    assert_echo_header(root, "Authorization", NULL);
+    assert_echo_header(root, "User-Agent", NULL);
+    json_decref(root);
     fx_fini(&fx);
 }
 END_TEST
@@ -531,8 +608,8 @@ START_TEST(test_upstream_post_body)
     assert_echo_header(root, "If-Unmodified-Since", "Tue, 14 Nov 2023 22:13:20 GMT");
     assert_echo_header(root, "Range", "bytes=0-1");
     json_decref(root);
-    /* storing is not the handler's call for a POST: the policy says 60 */
-    assert_storable(&fx.resp, 60);
+    /* a POST is never stored: the relay says so whatever the policy says */
+    assert_refused(&fx.resp, STATS_SKIP_METHOD);
     fx_fini(&fx);
 }
 END_TEST
@@ -597,8 +674,9 @@ START_TEST(test_upstream_methods)
 }
 END_TEST
 
-/* The target reaches the origin as the client sent it. */
-START_TEST(test_upstream_target_as_sent)
+/* The path reaches the origin as nginx routed on it ($uri, decoded and
+ * normalised, re-encoded); the args as the client sent them. */
+START_TEST(test_upstream_target_canonical)
 {
     static const struct {
         const char *uri;
@@ -609,6 +687,11 @@ START_TEST(test_upstream_target_as_sent)
         {"/echo?\xc3\xa9=1", "/echo?%C3%A9=1"},
         {"/echo?a b", "/echo?a%20b"},
         {"/echo?a#b", "/echo?a%23b"},
+        {"/x/../echo", "/echo"},
+        {"//echo", "/echo"},
+        {"/%65cho?a=%41", "/echo?a=%41"},
+        {"/cat/../echo/.%2E/echo", "/echo"},
+        {"/zzz/..%2Fecho", "/echo"},
     };
     struct fixture fx;
     fx_init(&fx, NULL, 5000, -1);
@@ -619,10 +702,25 @@ START_TEST(test_upstream_target_as_sent)
         ck_assert_str_eq(json_string_value(json_object_get(root, "target")), rows[i].target);
         json_decref(root);
     }
-    /* "/echo/../plain" is not squashed: origin.py sees it and answers 404 */
+    /* "/echo/../plain" is /plain, as nginx's $uri and the key say */
     fx_next(&fx);
     fx_get(&fx, "/echo/../plain");
+    ck_assert_int_eq(fx.resp.status, 200);
+    ck_assert_str_eq(fx.resp.body.data, "plain\n");
+    assert_storable(&fx.resp, 120);
+    /* an encoded '?' is relayed encoded, and the page is not stored: its
+     * key "/plain?x" is also the key of "/plain?x" */
+    fx_next(&fx);
+    fx_get(&fx, "/plain%3Fx");
     ck_assert_int_eq(fx.resp.status, 404);
+    assert_refused(&fx.resp, STATS_SKIP_TARGET);
+    fx_next(&fx);
+    fx_get(&fx, "/echo/x%3fy?cc=max-age%3D60");
+    json_t *root = echo_parse(&fx.resp);
+    ck_assert_str_eq(json_string_value(json_object_get(root, "target")),
+                     "/echo/x%3Fy?cc=max-age%3D60");
+    json_decref(root);
+    assert_refused(&fx.resp, STATS_SKIP_TARGET);
     /* a target that is not a path cannot be relayed */
     fx_next(&fx);
     fx_get(&fx, "*");
@@ -992,11 +1090,12 @@ Suite *upstream_suite(void)
     tcase_add_unchecked_fixture(tc, origin_start, origin_stop);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_upstream_plain);
-    tcase_add_test(tc, test_upstream_request_headers);
+    tcase_add_test(tc, test_upstream_request_headers_passthrough);
+    tcase_add_test(tc, test_upstream_request_headers_keyed);
     tcase_add_test(tc, test_upstream_request_minimal);
     tcase_add_test(tc, test_upstream_post_body);
     tcase_add_test(tc, test_upstream_methods);
-    tcase_add_test(tc, test_upstream_target_as_sent);
+    tcase_add_test(tc, test_upstream_target_canonical);
     tcase_add_test(tc, test_upstream_status_relayed);
     tcase_add_test(tc, test_upstream_hop_by_hop_dropped);
     tcase_add_test(tc, test_upstream_tags);

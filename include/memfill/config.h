@@ -47,6 +47,9 @@ enum config_handler {
 #define CONFIG_METHOD_PATCH 0x20u
 #define CONFIG_METHOD_OPTIONS 0x40u
 
+/* cache.key when the config names none: nginx's usual $memcached_key. */
+#define CONFIG_DEFAULT_KEY "$uri$is_args$args"
+
 struct config_route {
     char *prefix;        /* match by path prefix, or */
     char *regex;         /* match by PCRE2 regex (named captures) */
@@ -65,6 +68,7 @@ struct config_route {
     char *partials;      /* partials folder; default: the template's folder */
     /* upstream */
     char *origin;        /* "http://host:port" */
+    char *origin_host;   /* Host sent to the origin; NULL: see relay.c */
     unsigned connect_timeout_ms;
     unsigned timeout_ms;
     /* plugin */
@@ -111,7 +115,7 @@ struct config {
     unsigned discovery_interval; /* seconds between polls */
 
     /* cache */
-    char *key; /* nginx variable syntax, e.g. "$uri$is_args$args" */
+    char *key; /* nginx variable syntax, CONFIG_DEFAULT_KEY by default */
     unsigned ttl;
     unsigned min_ttl;
     unsigned max_ttl; /* 0 = no cap */

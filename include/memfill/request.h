@@ -26,6 +26,12 @@ struct request {
     const char *memc_status;  /* MEMC_STATUS ($upstream_status), NULL when absent */
     const char *body;         /* request body, body_len bytes (not NUL-terminated) */
     size_t body_len;
+    /* Set by the worker before the handler runs: 1 when a rule known from
+     * the request alone (method, route, skip rules, session cookie,
+     * Authorization) already rules the store out. The relay then passes
+     * the client's headers through; otherwise it relays only what the key
+     * describes (doc/security.md). 0 by default: the strict relay. */
+    int store_ruled_out;
 };
 
 /* Fills r from envp (borrowed). Returns 0. r->path is owned by r: call
@@ -36,6 +42,26 @@ void request_fini(struct request *r);
 const char *request_param(const struct request *r, const char *name);
 /* Same, as a key_param_fn (ctx is the struct request). */
 const char *request_param_cb(void *ctx, const char *name);
+/* Every instance of param name (nginx passes each header line as its own
+ * param, so a header sent twice gives two HTTP_* params), appended to out
+ * in arrival order, joined with sep. Returns how many instances there
+ * were (0: out unchanged). */
+size_t request_param_all(const struct request *r, const char *name, const char *sep,
+                         struct buf *out);
+/* Same, as a key_param_all_fn (ctx is the struct request). */
+size_t request_param_all_cb(void *ctx, const char *name, const char *sep, struct buf *out);
+struct key_pattern;
+/* Evaluates key pattern p for r, every instance of a repeated header read
+ * as nginx 1.22 reads it (key_pattern_eval_all), and appends the raw key
+ * to out. */
+void request_eval_key(const struct key_pattern *p, const struct request *r, struct buf *out);
+/* The separator nginx 1.23 and later put between the instances of one
+ * header when they join them: "; " for Cookie (HTTP_COOKIE), ", " for
+ * every other (name is the param name, HTTP_X_FOO). */
+const char *request_header_separator(const char *name);
+/* request_param_all with request_header_separator(name): every instance
+ * of a header, joined as nginx 1.23+ joins them. */
+size_t request_header_joined(const struct request *r, const char *name, struct buf *out);
 
 /* The response a handler builds. Status 200 unless set; content_type
  * "text/html" unless set; headers holds extra "Name: value\r\n" lines. */

@@ -42,6 +42,9 @@ enum stats_counter {
     STATS_SKIP_GZIP,         /* cache.gzip_flag set but compressing failed */
     STATS_LOCK_SERVED,       /* served the page another worker stored while this one
                                 waited on the stampede lock (not stored again) */
+    STATS_SKIP_TARGET,       /* relay: the key does not pin down what was relayed (a
+                                decoded '?' in the path, a key without the path,
+                                MEMC_KEY differing from cache.key) */
     STATS_N
 };
 

@@ -51,6 +51,12 @@ void store_prepare(const struct site *site, const struct request *req, size_t ro
 int store_request_allows(const struct site *site, const struct request *req, size_t route,
                          struct store_job *job);
 
+/* Returns 1 when a rule known from the request alone (method, route
+ * "cache": false, cache.skip_uri, Authorization, a session cookie) rules
+ * the store out, whatever the response; else 0. The worker tells the
+ * handler (request.store_ruled_out) before it runs. */
+int store_request_ruled_out(const struct site *site, const struct request *req, size_t route);
+
 /* Computes the raw key for req: MEMC_KEY when nginx passed it, else the
  * configured pattern. Sets *drift when both exist and differ. */
 void store_request_key(const struct site *site, const struct request *req, struct buf *raw,

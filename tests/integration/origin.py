@@ -39,10 +39,26 @@ Caching rules (one endpoint per rule memfill's cachepolicy applies):
   /status/NNN     status NNN (max-age=120; 3xx add Location: /plain) -> refuse
 
 Relay behaviour:
-  /echo           JSON of what arrived: {"method", "target" (raw request
+  /echo, /echo/*  JSON of what arrived: {"method", "target" (raw request
                   target), "headers": [[name, value], ...] in arrival order,
                   "body" (latin-1 decoded), "body_len"}. Cache-Control:
                   no-store unless ?cc=VALUE gives another Cache-Control.
+  /app/*          a page as a typical web application builds it, trusting
+                  what a front proxy would normally assert (the poisoning
+                  tests prove these reach it only when memfill lets them):
+                  the resource is the decoded path, or X-Original-URL /
+                  X-Rewrite-URL when sent; its links use X-Forwarded-Host,
+                  else Forwarded's host=, else Host (with X-Forwarded-Proto
+                  or Forwarded's proto=, X-Forwarded-Port and
+                  X-Forwarded-Prefix); the method shown is
+                  X-HTTP-Method-Override when sent; a sessionid cookie (in
+                  any Cookie line) greets that user; Accept-Language fr
+                  says Bonjour. Cache-Control: max-age=120 and no Vary, as
+                  careless applications do. The page ends with an HTML
+                  comment holding the /echo JSON of the request.
+  /_log           JSON list of {"method", "target", "headers"} of every
+                  request since the last /_log?clear=1 (in arrival order;
+                  /_log and /_hits are not recorded).
   /tags           X-Memfill-Tags: a b (and a second header "c,d"), max-age=60
   /hop            headers a relay must drop (Keep-Alive, Upgrade, Trailer,
                   TE, Proxy-Foo, Proxy-Authenticate, Status: 500) plus one
@@ -73,10 +89,11 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 HITS = {}
 HITS_LOCK = threading.Lock()
+LOG = []  # (method, target, headers) of each request, for /_log
 
 SIMPLE = {
     "/plain": [("Cache-Control", "max-age=120")],
@@ -166,9 +183,11 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path, q = url.path, parse_qs(url.query)
         body = self.read_body()
-        if path != "/_hits":
+        if path not in ("/_hits", "/_log"):
             with HITS_LOCK:
                 HITS[path] = HITS.get(path, 0) + 1
+                LOG.append({"method": self.command, "target": self.path,
+                            "headers": [[k, v] for k, v in self.headers.items()]})
         now = self.now = int(time.time())
 
         if path in SIMPLE:
@@ -179,6 +198,14 @@ class Handler(BaseHTTPRequestHandler):
                 n = HITS.get(p, 0)
             return self.reply(200, [("Cache-Control", "no-store")],
                               json.dumps({"path": p, "hits": n}), "application/json")
+        if path == "/_log":
+            with HITS_LOCK:
+                doc = json.dumps(LOG)
+                if q.get("clear"):
+                    LOG.clear()
+            return self.reply(200, [("Cache-Control", "no-store")], doc, "application/json")
+        if path.startswith("/app/"):
+            return self.app_page(path, url.query, body)
         if path == "/accel-abs":
             return self.reply(200, [("X-Accel-Expires", "@%d" % int(now + 75))], "accel-abs\n")
         if path == "/expires":
@@ -194,7 +221,7 @@ class Handler(BaseHTTPRequestHandler):
             if 300 <= code < 400:
                 hdrs.append(("Location", "/plain"))
             return self.reply(code, hdrs, "status %d\n" % code)
-        if path == "/echo":
+        if path == "/echo" or path.startswith("/echo/"):
             cc = q.get("cc", ["no-store"])[0]
             doc = {
                 "method": self.command,
@@ -283,6 +310,37 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"0\r\n\r\n")
             return None
         return self.reply(404, [("Cache-Control", "max-age=120")], "not found\n")
+
+    def app_page(self, path, query, body):
+        h = self.headers
+        original = h.get("X-Original-URL") or h.get("X-Rewrite-URL")
+        resource = unquote(urlsplit(original).path if original else path, "latin-1")
+        fwd = {}
+        for part in (h.get("Forwarded") or "").replace(",", ";").split(";"):
+            k, _, v = part.strip().partition("=")
+            fwd.setdefault(k.lower(), v.strip('"'))
+        host = h.get("X-Forwarded-Host") or fwd.get("host") or h.get("Host") or ""
+        scheme = h.get("X-Forwarded-Proto") or fwd.get("proto") or "http"
+        port = h.get("X-Forwarded-Port")
+        base = "%s://%s%s%s" % (scheme, host, ":" + port if port else "",
+                                h.get("X-Forwarded-Prefix") or "")
+        cookies = {}
+        for line in h.get_all("Cookie") or []:
+            for pair in line.split(";"):
+                k, _, v = pair.strip().partition("=")
+                cookies.setdefault(k, v)
+        user = cookies.get("sessionid")
+        greeting = "Bonjour" if (h.get("Accept-Language") or "").startswith("fr") else "Hello"
+        echo = json.dumps({"method": self.command, "target": self.path,
+                           "headers": [[k, v] for k, v in h.items()],
+                           "body_len": len(body)})
+        page = ("<!DOCTYPE html>\n<title>%s</title>\n<p>resource: %s</p>\n<p>query: %s</p>\n"
+                "<p>method: %s</p>\n<p>%s, %s</p>\n<a href=\"%s%s/next\">next</a>\n"
+                "<!-- %s -->\n" % (resource, resource, query,
+                                   h.get("X-HTTP-Method-Override") or self.command, greeting,
+                                   user or "visitor", base, resource, echo.replace("--", "- -")))
+        return self.reply(200, [("Cache-Control", "max-age=120")], page.encode("latin-1", "replace"),
+                          "text/html; charset=utf-8")
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = handle_any
 

@@ -6,7 +6,8 @@ front of origin.py. Each cacheability rule is one origin endpoint: stored
 ones are checked in memcached with their TTL (meta protocol), refused ones
 must leave no item. Also: 404 / 301 / 500 relayed and not stored, origin
 down -> 502 with a clear page, origin too slow -> 504, request headers and
-bodies relayed (X-Forwarded-*), hop-by-hop and CR/LF-bearing headers from
+bodies relayed (only what the key describes on a GET that may be stored,
+the client's headers on a POST, X-Forwarded-* always memfill's), hop-by-hop and CR/LF-bearing headers from
 the origin dropped, X-Memfill-Tags kept from the client, Set-Cookie relayed
 but never stored, and a stored page is really served from memcached (the
 origin's hit counter does not move).
@@ -120,10 +121,13 @@ try:
     e = json.loads(b) if s == 200 else {}
     hd = {k.lower(): v for k, v in e.get("headers", [])}
     ok(e.get("method") == "GET" and e.get("target") == "/echo?a=1%202&b", f"echo target: {e}")
-    ok(hd.get("x-custom-thing") == "yes" and hd.get("cookie") == "c=1"
-       and hd.get("accept-language") == "fr", f"request headers relayed: {hd}")
-    ok(hd.get("x-forwarded-for") == "10.1.1.1, 127.0.0.1" and hd.get("x-forwarded-proto") == "http"
-       and hd.get("x-forwarded-host") == "localhost", f"X-Forwarded-*: {hd}")
+    # a GET that may be stored relays what the key describes, no client header
+    # (doc/security.md): the origin sees memfill's own Host and X-Forwarded-*
+    ok(not {"x-custom-thing", "cookie", "accept-language"} & set(hd),
+       f"client headers relayed on a storable GET: {hd}")
+    ok(hd.get("x-forwarded-for") == "127.0.0.1" and hd.get("x-forwarded-proto") == "http"
+       and "x-forwarded-host" not in hd and hd.get("host") == f"127.0.0.1:{origin_port}",
+       f"X-Forwarded-* (server_name _ names no host): {hd}")
     ok("accept-encoding" not in hd and "if-none-match" not in hd,
        f"Accept-Encoding / conditionals not relayed on GET: {hd}")
     ok(mc.wait(b"/echo?a=1%202&b", 0.3) is None, "no-store echo stored")
@@ -134,6 +138,17 @@ try:
     hd = {k.lower(): v for k, v in e.get("headers", [])}
     ok(e.get("method") == "POST" and e.get("body") == body.decode() and e.get("body_len") == len(body)
        and hd.get("content-type") == "application/x-www-form-urlencoded", f"POST relayed: {s} {e}")
+    # a POST is never stored: the client's end-to-end headers go through,
+    # its forwarding headers do not
+    s, h, b = http(web_port, "/echo", method="POST", body=b"x=1", headers={
+        "X-Custom-Thing": "yes", "X-Forwarded-For": "10.1.1.1", "Cookie": "c=1",
+        "Accept-Language": "fr", "Accept-Encoding": "gzip"})
+    e = json.loads(b) if s == 200 else {}
+    hd = {k.lower(): v for k, v in e.get("headers", [])}
+    ok(hd.get("x-custom-thing") == "yes" and hd.get("cookie") == "c=1"
+       and hd.get("accept-language") == "fr", f"request headers relayed on a POST: {hd}")
+    ok(hd.get("x-forwarded-for") == "127.0.0.1" and "accept-encoding" not in hd,
+       f"client's X-Forwarded-For / Accept-Encoding relayed on a POST: {hd}")
     s, h, b = http(web_port, "/echo?cc=max-age%3D60", method="POST", body=b"a=1")
     ok(s == 200 and mc.wait(b"/echo?cc=max-age%3D60", 0.3) is None, "POST response stored")
 
