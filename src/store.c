@@ -285,6 +285,8 @@ enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job
     if (job->gzip)
         buf_reset(gz, 1 << 20);
     clock_gettime(CLOCK_MONOTONIC, &b);
-    *usec = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000u + (uint64_t)(b.tv_nsec - a.tv_nsec) / 1000u;
+    /* Signed first: tv_nsec goes down when a second boundary is crossed. */
+    int64_t ns = (int64_t)(b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec);
+    *usec = ns > 0 ? (uint64_t)ns / 1000u : 0;
     return out;
 }
