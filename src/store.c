@@ -276,7 +276,11 @@ enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job
                                          job->esc_key.len, value, vlen, job->flags, job->ttl);
         switch (r) {
         case MCW_OK: out = STATS_STORED; break;
-        case MCW_TOO_LARGE: out = STATS_FAIL_TOO_LARGE; break;
+        case MCW_TOO_LARGE:
+            /* Above the limit the set learned when it connected: a skip. */
+            limit = mcwriter_item_limit(w, (size_t)job->node, job->esc_key.len, job->flags);
+            out = limit && vlen > limit ? STATS_SKIP_SIZE : STATS_FAIL_TOO_LARGE;
+            break;
         case MCW_TIMEOUT: out = STATS_FAIL_TIMEOUT; break;
         case MCW_CONNECTION: out = STATS_FAIL_CONNECTION; break;
         default: out = STATS_FAIL_SERVER; break;
