@@ -142,17 +142,17 @@ static enum mcw_result finish(struct mcw_node *nd, enum mcw_result r)
     return r;
 }
 
-/* A key memcached's text protocol takes as one token: 1 to 250 bytes, no
- * space or control byte (so no key can smuggle a second command). */
+/* A key memcached's text protocol takes as one token: 1 to 250 bytes, none
+ * of them at or below 0x20 (space, CR, LF...: so no key can smuggle a
+ * second command). DEL and bytes above 0x7f are allowed: nginx's key
+ * escaping leaves them as they are, and asks memcached for them so. */
 static int key_valid(const char *key, size_t klen)
 {
     if (klen == 0 || klen > KEY_MAX_ESCAPED)
         return 0;
-    for (size_t i = 0; i < klen; i++) {
-        unsigned char c = (unsigned char)key[i];
-        if (c <= 0x20 || c == 0x7f)
+    for (size_t i = 0; i < klen; i++)
+        if ((unsigned char)key[i] <= 0x20)
             return 0;
-    }
     return 1;
 }
 

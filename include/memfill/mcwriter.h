@@ -36,8 +36,8 @@ struct mcwriter;
 struct mcwriter *mcwriter_new(const struct config *cfg);
 void mcwriter_free(struct mcwriter *w);
 
-/* Stores value under key (already escaped: 1 to 250 bytes, no space or
- * control byte, else MCW_BAD_KEY, here and in every call below) on node.
+/* Stores value under key (already escaped: 1 to 250 bytes, none at or
+ * below 0x20, else MCW_BAD_KEY, here and in every call below) on node.
  * exptime is seconds from now; values above 30 days are converted to an
  * absolute Unix time, as memcached requires. */
 enum mcw_result mcwriter_set(struct mcwriter *w, size_t node, const char *key, size_t klen,
