@@ -32,7 +32,7 @@ if [ ! -f "$build/config.status" ] || [ configure -nt "$build/config.status" ]; 
 fi
 make -C "$build" -s -j"$(nproc 2>/dev/null || echo 2)" src/libmemfill.a >/dev/null
 
-pkgs="fcgi libmemcached jansson libcurl libpcre2-8 zlib"
+pkgs="fcgi jansson libcurl libpcre2-8 zlib"
 # shellcheck disable=SC2046
 cflags="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
 -fno-sanitize-recover=undefined -I$build -I$top/include $(pkg-config --cflags $pkgs)"

@@ -254,7 +254,9 @@ static void enforce_timeouts(struct master *m)
     uint64_t now = util_now_ms();
     for (size_t i = 0; i < m->nslots; i++) {
         struct stats_slot *s = stats_slot(m->stats, i);
-        if (!m->children[i].pid || s->state != STATS_STATE_BUSY)
+        /* Storing counts too: the limit is for the whole request. */
+        int storing = s->state == STATS_STATE_STORING;
+        if (!m->children[i].pid || (s->state != STATS_STATE_BUSY && !storing))
             continue;
         uint64_t started = s->started_ms;
         if (started && now > started && now - started > (uint64_t)limit * 1000u) {
@@ -262,10 +264,10 @@ static void enforce_timeouts(struct master *m)
             memcpy(uri, s->uri, sizeof uri);
             uri[sizeof uri - 1] = '\0';
             if (uri[0])
-                log_error("worker %ld killed: request \"%s\" ran %llu ms, past "
+                log_error("worker %ld killed: request \"%s\" ran %llu ms%s, past "
                           "request_timeout (%u s)",
                           (long)m->children[i].pid, uri, (unsigned long long)(now - started),
-                          limit);
+                          storing ? " (still storing)" : "", limit);
             else /* the URI is set once the params are in (worker.c) */
                 log_error("worker %ld killed: a connection sent no complete request in %llu "
                           "ms, past request_timeout (%u s)",

@@ -1,18 +1,31 @@
-/* mcwriter.c - the libmemcached adapter: one handle per node, no
- * distribution, blocking stores with short timeouts so every outcome is
- * known and counted.
+/* mcwriter.c - the memcached writer: memcached's text protocol over one
+ * mcconn per node, no distribution, every operation bounded by one
+ * deadline so every outcome is known, counted, and known in time.
  *
- * Why blocking and not NOREPLY/NO_BLOCK: a cache writer that promises "why
+ * Why blocking replies and not noreply: a cache writer that promises "why
  * was this not stored?" must see STORED or the error; the store happens
  * after the response has been handed to nginx, so the client does not wait
- * on it. Behaviours are set once, right after the handle is created,
- * because memcached_behavior_set resets connections. */
+ * on it. Why a protocol client of its own and not libmemcached: its
+ * timeouts apply to each poll or read, so a node that drips its reply kept
+ * a worker busy for as long as it dripped (doc/reliability.md, "Stores are
+ * bounded").
+ *
+ * One deadline per operation: memcached.timeout_ms from the start of the
+ * call covers connecting, learning the item limit on a new connection,
+ * sending and reading the whole reply; connecting alone also stops at
+ * memcached.connect_timeout_ms when that comes first. After a timeout, an
+ * I/O error, an error reply or any reply not expected, the connection is
+ * closed, so a late reply is never read as the answer to the next
+ * command. */
 #include "config.h"
 
 #include "memfill/mcwriter.h"
+#include "memfill/key.h"
+#include "memfill/mcconn.h"
 #include "memfill/util.h"
 
-#include <libmemcached/memcached.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,12 +34,17 @@
 /* memcached 1.6 item header + suffix bytes besides key and value (NGINX-COMPAT
  * §5.5: a 1-byte key takes 1048516 bytes of a 1 MiB item). */
 #define ITEM_OVERHEAD 59u
+/* Largest value a get accepts when the node's item limit is not known
+ * (memcached refuses items this large unless started with a bigger -I). */
+#define VALUE_MAX_UNKNOWN (64u << 20)
+/* `stats settings` has about 80 lines in memcached 1.6. */
+#define SETTINGS_LINES_MAX 1024
 
 struct mcw_node {
-    memcached_st *mc;
+    struct mcconn *conn;
     char *address;
-    size_t item_max;  /* item_size_max, 0 until read */
-    int item_max_asked;
+    size_t item_max;      /* item_size_max as last read, 0 until then */
+    int settings_refused; /* the node answered ERROR to `stats settings` */
 };
 
 struct mcwriter {
@@ -86,8 +104,10 @@ struct mcwriter *mcwriter_new(const struct config *cfg)
     w->cfg = cfg;
     w->n = cfg->nservers;
     w->nodes = xcalloc(w->n ? w->n : 1, sizeof *w->nodes);
-    for (size_t i = 0; i < w->n; i++)
+    for (size_t i = 0; i < w->n; i++) {
         w->nodes[i].address = xstrdup(cfg->servers[i].address);
+        w->nodes[i].conn = mcconn_new(cfg->servers[i].address);
+    }
     return w;
 }
 
@@ -96,139 +116,250 @@ void mcwriter_free(struct mcwriter *w)
     if (!w)
         return;
     for (size_t i = 0; i < w->n; i++) {
-        if (w->nodes[i].mc)
-            memcached_free(w->nodes[i].mc);
+        mcconn_free(w->nodes[i].conn);
         free(w->nodes[i].address);
     }
     free(w->nodes);
     free(w);
 }
 
-static memcached_st *handle(struct mcwriter *w, size_t node)
+static enum mcw_result from_conn(enum mcconn_result r)
 {
-    if (node >= w->n)
-        return NULL;
-    struct mcw_node *nd = &w->nodes[node];
-    if (nd->mc)
-        return nd->mc;
-    char *host;
-    unsigned port;
-    int is_unix;
-    if (mcwriter_split_address(nd->address, &host, &port, &is_unix) < 0)
-        return NULL;
-    memcached_st *mc = memcached_create(NULL);
-    if (!mc) {
-        free(host);
-        return NULL;
+    switch (r) {
+    case MCCONN_OK: return MCW_OK;
+    case MCCONN_TIMEOUT: return MCW_TIMEOUT;
+    case MCCONN_CONNECTION: return MCW_CONNECTION;
+    default: return MCW_SERVER_ERROR;
     }
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, w->cfg->mc_connect_timeout_ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, w->cfg->mc_timeout_ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT,
-                           (uint64_t)w->cfg->mc_timeout_ms * 1000u);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT,
-                           (uint64_t)w->cfg->mc_timeout_ms * 1000u);
-    /* A node that failed must be tried again on the next store, not
-     * ejected: nginx keeps reading from it. */
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 0);
-    memcached_return_t rc = is_unix ? memcached_server_add_unix_socket(mc, host)
-                                    : memcached_server_add(mc, host, (in_port_t)port);
-    free(host);
-    if (rc != MEMCACHED_SUCCESS) {
-        memcached_free(mc);
-        return NULL;
-    }
-    nd->mc = mc;
-    return mc;
 }
 
-static enum mcw_result classify(struct mcwriter *w, size_t node, memcached_return_t rc)
+/* Ends an operation with result r: the connection stays open only after
+ * an expected reply with nothing behind it. */
+static enum mcw_result finish(struct mcw_node *nd, enum mcw_result r)
 {
-    switch (rc) {
-    case MEMCACHED_SUCCESS:
-    case MEMCACHED_STORED:
-    case MEMCACHED_DELETED:
-    case MEMCACHED_END:
-        return MCW_OK;
-    case MEMCACHED_NOTSTORED:
-    case MEMCACHED_NOTFOUND:
-    case MEMCACHED_DATA_EXISTS:
-        return MCW_NOT_STORED;
-    case MEMCACHED_E2BIG:
-        return MCW_TOO_LARGE;
-    case MEMCACHED_BAD_KEY_PROVIDED:
-    case MEMCACHED_KEY_TOO_BIG:
-        return MCW_BAD_KEY;
-    default:
-        break;
+    if ((r != MCW_OK && r != MCW_NOT_STORED) || mcconn_pending(nd->conn))
+        mcconn_close(nd->conn);
+    return r;
+}
+
+/* A key memcached's text protocol takes as one token: 1 to 250 bytes, none
+ * of them at or below 0x20 (space, CR, LF...: so no key can smuggle a
+ * second command). DEL and bytes above 0x7f are allowed: nginx's key
+ * escaping leaves them as they are, and asks memcached for them so. */
+static int key_valid(const char *key, size_t klen)
+{
+    if (klen == 0 || klen > KEY_MAX_ESCAPED)
+        return 0;
+    for (size_t i = 0; i < klen; i++)
+        if ((unsigned char)key[i] <= 0x20)
+            return 0;
+    return 1;
+}
+
+static int line_is(const char *line, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+    return len == n && memcmp(line, word, n) == 0;
+}
+
+static int line_starts(const char *line, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+    return len >= n && memcmp(line, word, n) == 0;
+}
+
+/* Reads the node's item_size_max with `stats settings` by deadline. A
+ * node that does not know the command (ERROR) is not asked again. */
+static enum mcw_result ask_settings(struct mcw_node *nd, uint64_t deadline)
+{
+    static const char cmd[] = "stats settings\r\n";
+    struct iovec iov = {(void *)cmd, sizeof cmd - 1};
+    enum mcconn_result cr = mcconn_send(nd->conn, &iov, 1, deadline);
+    if (cr != MCCONN_OK)
+        return from_conn(cr);
+    size_t found = 0;
+    for (unsigned i = 0; i < SETTINGS_LINES_MAX; i++) {
+        const char *line;
+        size_t len;
+        cr = mcconn_line(nd->conn, deadline, &line, &len);
+        if (cr != MCCONN_OK)
+            return from_conn(cr);
+        if (line_is(line, len, "END")) {
+            if (found)
+                nd->item_max = found;
+            return MCW_OK;
+        }
+        if (i == 0 && line_is(line, len, "ERROR")) {
+            nd->settings_refused = 1;
+            return MCW_OK;
+        }
+        if (!line_starts(line, len, "STAT "))
+            return MCW_SERVER_ERROR;
+        static const char name[] = "STAT item_size_max ";
+        uint64_t v;
+        if (line_starts(line, len, name) &&
+            util_parse_u64(line + sizeof name - 1, len - (sizeof name - 1), SIZE_MAX, &v) == 0)
+            found = (size_t)v;
     }
-    /* Anything else leaves the connection in an unknown state: reset it so
-     * a late reply is not read as the answer to the next command. */
-    memcached_st *mc = w->nodes[node].mc;
-    if (mc)
-        memcached_quit(mc);
-    if (rc == MEMCACHED_TIMEOUT)
-        return MCW_TIMEOUT;
-    if (rc == MEMCACHED_SERVER_ERROR) {
-        const char *m = mc ? memcached_last_error_message(mc) : NULL;
-        if (m && strstr(m, "too large"))
-            return MCW_TOO_LARGE;
-        return MCW_SERVER_ERROR;
-    }
-    if (rc == MEMCACHED_CONNECTION_FAILURE || rc == MEMCACHED_CONNECTION_SOCKET_CREATE_FAILURE ||
-        rc == MEMCACHED_HOST_LOOKUP_FAILURE || rc == MEMCACHED_ERRNO ||
-        rc == MEMCACHED_SERVER_MARKED_DEAD || rc == MEMCACHED_SERVER_TEMPORARILY_DISABLED ||
-        rc == MEMCACHED_UNKNOWN_READ_FAILURE || rc == MEMCACHED_WRITE_FAILURE ||
-        rc == MEMCACHED_READ_FAILURE || rc == MEMCACHED_CONNECTION_BIND_FAILURE ||
-        rc == MEMCACHED_NO_SERVERS)
-        return MCW_CONNECTION;
     return MCW_SERVER_ERROR;
 }
 
-static time_t expiry(unsigned exptime)
+/* Starts an operation on node: sets *deadline (timeout_ms from now, for
+ * the whole exchange) and makes sure a clean connection is open; a new
+ * connection first learns the item limit, unless cache.max_item gives it,
+ * within the same deadline. */
+static enum mcw_result begin(struct mcwriter *w, struct mcw_node *nd, uint64_t *deadline)
+{
+    uint64_t now = util_now_ms();
+    *deadline = now + w->cfg->mc_timeout_ms;
+    uint64_t connect_by = now + w->cfg->mc_connect_timeout_ms;
+    if (connect_by > *deadline)
+        connect_by = *deadline;
+    int fresh;
+    enum mcw_result r = from_conn(mcconn_open(nd->conn, connect_by, &fresh));
+    if (r == MCW_OK && fresh && !w->cfg->max_item && !nd->settings_refused)
+        r = ask_settings(nd, *deadline);
+    if (r != MCW_OK)
+        mcconn_close(nd->conn);
+    return r;
+}
+
+/* The largest value node takes for a klen-byte key, 0 when not known. */
+static size_t value_limit(const struct mcwriter *w, const struct mcw_node *nd, size_t klen,
+                          uint32_t flags)
+{
+    size_t max = w->cfg->max_item ? w->cfg->max_item : nd->item_max;
+    size_t overhead = ITEM_OVERHEAD + klen + (flags ? sizeof(uint32_t) : 0);
+    return max > overhead ? max - overhead : 0;
+}
+
+static long long expiry(unsigned exptime)
 {
     if (exptime > THIRTY_DAYS)
-        return time(NULL) + (time_t)exptime;
-    return (time_t)exptime;
+        return (long long)time(NULL) + exptime;
+    return exptime;
+}
+
+/* One storage command (set, add, append): "<verb> <key> <flags> <exptime>
+ * <bytes>\r\n<data>\r\n", answered by one line. check_limit refuses a value
+ * above the node's known limit without sending it. */
+static enum mcw_result storage(struct mcwriter *w, size_t node, const char *verb, const char *key,
+                               size_t klen, const void *value, size_t vlen, uint32_t flags,
+                               unsigned exptime, int check_limit)
+{
+    if (node >= w->n)
+        return MCW_CONNECTION;
+    if (!key_valid(key, klen))
+        return MCW_BAD_KEY;
+    struct mcw_node *nd = &w->nodes[node];
+    uint64_t deadline;
+    enum mcw_result r = begin(w, nd, &deadline);
+    if (r != MCW_OK)
+        return r;
+    if (check_limit) {
+        size_t limit = value_limit(w, nd, klen, flags);
+        if (limit && vlen > limit)
+            return MCW_TOO_LARGE;
+    }
+    char head[KEY_MAX_ESCAPED + 80];
+    int hl = snprintf(head, sizeof head, "%s %.*s %" PRIu32 " %lld %zu\r\n", verb, (int)klen,
+                      key, flags, expiry(exptime), vlen);
+    struct iovec iov[3] = {{head, (size_t)hl}, {(void *)value, vlen}, {(void *)"\r\n", 2}};
+    enum mcconn_result cr = mcconn_send(nd->conn, iov, 3, deadline);
+    const char *line = NULL;
+    size_t len = 0;
+    if (cr == MCCONN_OK)
+        cr = mcconn_line(nd->conn, deadline, &line, &len);
+    if (cr != MCCONN_OK)
+        return finish(nd, from_conn(cr));
+    if (line_is(line, len, "STORED"))
+        r = MCW_OK;
+    else if (line_is(line, len, "NOT_STORED") || line_is(line, len, "EXISTS") ||
+             line_is(line, len, "NOT_FOUND"))
+        r = MCW_NOT_STORED;
+    else if (line_starts(line, len, "SERVER_ERROR") && strstr(line, "too large"))
+        r = MCW_TOO_LARGE;
+    else
+        r = MCW_SERVER_ERROR; /* SERVER_ERROR, CLIENT_ERROR, ERROR, anything else */
+    return finish(nd, r);
 }
 
 enum mcw_result mcwriter_set(struct mcwriter *w, size_t node, const char *key, size_t klen,
                              const void *value, size_t vlen, uint32_t flags, unsigned exptime)
 {
-    memcached_st *mc = handle(w, node);
-    if (!mc)
-        return MCW_CONNECTION;
-    memcached_return_t rc = memcached_set(mc, key, klen, value, vlen, expiry(exptime), flags);
-    return classify(w, node, rc);
+    return storage(w, node, "set", key, klen, value, vlen, flags, exptime, 1);
 }
 
 enum mcw_result mcwriter_add(struct mcwriter *w, size_t node, const char *key, size_t klen,
                              const void *value, size_t vlen, uint32_t flags, unsigned exptime)
 {
-    memcached_st *mc = handle(w, node);
-    if (!mc)
-        return MCW_CONNECTION;
-    memcached_return_t rc = memcached_add(mc, key, klen, value, vlen, expiry(exptime), flags);
-    return classify(w, node, rc);
+    return storage(w, node, "add", key, klen, value, vlen, flags, exptime, 1);
 }
 
 enum mcw_result mcwriter_append(struct mcwriter *w, size_t node, const char *key, size_t klen,
                                 const void *value, size_t vlen)
 {
-    memcached_st *mc = handle(w, node);
-    if (!mc)
-        return MCW_CONNECTION;
-    memcached_return_t rc = memcached_append(mc, key, klen, value, vlen, 0, 0);
-    return classify(w, node, rc);
+    /* The item's final size is the stored one plus this: the node judges. */
+    return storage(w, node, "append", key, klen, value, vlen, 0, 0, 0);
+}
+
+/* Sends "<verb> <key>\r\n" and reads the first reply line into *line. */
+static enum mcw_result keyed_command(struct mcwriter *w, struct mcw_node *nd, const char *verb,
+                                     const char *key, size_t klen, uint64_t *deadline,
+                                     const char **line, size_t *len)
+{
+    enum mcw_result r = begin(w, nd, deadline);
+    if (r != MCW_OK)
+        return r;
+    char head[KEY_MAX_ESCAPED + 16];
+    int hl = snprintf(head, sizeof head, "%s %.*s\r\n", verb, (int)klen, key);
+    struct iovec iov = {head, (size_t)hl};
+    enum mcconn_result cr = mcconn_send(nd->conn, &iov, 1, *deadline);
+    if (cr == MCCONN_OK)
+        cr = mcconn_line(nd->conn, *deadline, line, len);
+    return cr == MCCONN_OK ? MCW_OK : finish(nd, from_conn(cr));
 }
 
 enum mcw_result mcwriter_delete(struct mcwriter *w, size_t node, const char *key, size_t klen)
 {
-    memcached_st *mc = handle(w, node);
-    if (!mc)
+    if (node >= w->n)
         return MCW_CONNECTION;
-    return classify(w, node, memcached_delete(mc, key, klen, 0));
+    if (!key_valid(key, klen))
+        return MCW_BAD_KEY;
+    struct mcw_node *nd = &w->nodes[node];
+    uint64_t deadline;
+    const char *line;
+    size_t len;
+    enum mcw_result r = keyed_command(w, nd, "delete", key, klen, &deadline, &line, &len);
+    if (r != MCW_OK)
+        return r;
+    if (line_is(line, len, "DELETED"))
+        r = MCW_OK;
+    else if (line_is(line, len, "NOT_FOUND"))
+        r = MCW_NOT_STORED;
+    else
+        r = MCW_SERVER_ERROR;
+    return finish(nd, r);
+}
+
+/* Parses "VALUE <key> <flags> <bytes>" for key; returns 0 or -1. */
+static int parse_value_line(const char *line, size_t len, const char *key, size_t klen,
+                            uint32_t *flags, size_t *bytes)
+{
+    static const char value[] = "VALUE ";
+    size_t head = sizeof value - 1;
+    if (!line_starts(line, len, value) || len < head + klen + 1 ||
+        memcmp(line + head, key, klen) != 0 || line[head + klen] != ' ')
+        return -1;
+    const char *f = line + head + klen + 1, *end = line + len;
+    const char *sp = memchr(f, ' ', (size_t)(end - f));
+    uint64_t fv, bv;
+    if (!sp || util_parse_u64(f, (size_t)(sp - f), UINT32_MAX, &fv) < 0 ||
+        util_parse_u64(sp + 1, (size_t)(end - sp - 1), SIZE_MAX, &bv) < 0)
+        return -1;
+    *flags = (uint32_t)fv;
+    *bytes = (size_t)bv;
+    return 0;
 }
 
 enum mcw_result mcwriter_get(struct mcwriter *w, size_t node, const char *key, size_t klen,
@@ -236,59 +367,51 @@ enum mcw_result mcwriter_get(struct mcwriter *w, size_t node, const char *key, s
 {
     *out = NULL;
     *outlen = 0;
-    memcached_st *mc = handle(w, node);
-    if (!mc)
+    if (flags)
+        *flags = 0;
+    if (node >= w->n)
         return MCW_CONNECTION;
-    memcached_return_t rc;
-    uint32_t f = 0;
-    char *v = memcached_get(mc, key, klen, outlen, &f, &rc);
+    if (!key_valid(key, klen))
+        return MCW_BAD_KEY;
+    struct mcw_node *nd = &w->nodes[node];
+    uint64_t deadline;
+    const char *line;
+    size_t len;
+    enum mcw_result r = keyed_command(w, nd, "get", key, klen, &deadline, &line, &len);
+    if (r != MCW_OK)
+        return r;
+    if (line_is(line, len, "END"))
+        return finish(nd, MCW_NOT_STORED);
+    uint32_t f;
+    size_t bytes;
+    size_t cap = w->cfg->max_item > nd->item_max ? w->cfg->max_item : nd->item_max;
+    if (parse_value_line(line, len, key, klen, &f, &bytes) < 0 ||
+        bytes > (cap ? cap : VALUE_MAX_UNKNOWN))
+        return finish(nd, MCW_SERVER_ERROR);
+    struct buf v = BUF_INIT;
+    enum mcconn_result cr = mcconn_read(nd->conn, deadline, &v, bytes);
+    if (cr == MCCONN_OK)
+        cr = mcconn_line(nd->conn, deadline, &line, &len);
+    if (cr == MCCONN_OK && len != 0)
+        cr = MCCONN_PROTOCOL; /* the data block ends with a bare "\r\n" */
+    if (cr == MCCONN_OK)
+        cr = mcconn_line(nd->conn, deadline, &line, &len);
+    if (cr == MCCONN_OK && !line_is(line, len, "END"))
+        cr = MCCONN_PROTOCOL;
+    if (cr != MCCONN_OK) {
+        buf_fini(&v);
+        return finish(nd, from_conn(cr));
+    }
+    *outlen = v.len;
+    *out = buf_steal(&v);
     if (flags)
         *flags = f;
-    if (v) {
-        *out = v;
-        return MCW_OK;
-    }
-    enum mcw_result r = classify(w, node, rc);
-    return r == MCW_OK ? MCW_NOT_STORED : r;
-}
-
-static memcached_return_t on_stat(const memcached_instance_st *server, const char *key,
-                                  size_t key_length, const char *value, size_t value_length,
-                                  void *context)
-{
-    (void)server;
-    size_t *out = context;
-    uint64_t v;
-    if (key_length == 13 && memcmp(key, "item_size_max", 13) == 0 &&
-        util_parse_u64(value, value_length, UINT64_MAX, &v) == 0)
-        *out = (size_t)v;
-    return MEMCACHED_SUCCESS;
+    return finish(nd, MCW_OK);
 }
 
 size_t mcwriter_item_limit(struct mcwriter *w, size_t node, size_t klen, uint32_t flags)
 {
-    if (node >= w->n)
-        return 0;
-    struct mcw_node *nd = &w->nodes[node];
-    size_t max = w->cfg->max_item;
-    if (!max) {
-        if (!nd->item_max_asked) {
-            memcached_st *mc = handle(w, node);
-            size_t v = 0;
-            if (mc && memcached_stat_execute(mc, "settings", on_stat, &v) == MEMCACHED_SUCCESS &&
-                v > 0) {
-                nd->item_max = v;
-                nd->item_max_asked = 1;
-            } else if (mc) {
-                memcached_quit(mc);
-            }
-        }
-        max = nd->item_max;
-        if (!max)
-            return 0;
-    }
-    size_t overhead = ITEM_OVERHEAD + klen + (flags ? sizeof(uint32_t) : 0);
-    return max > overhead ? max - overhead : 0;
+    return node < w->n ? value_limit(w, &w->nodes[node], klen, flags) : 0;
 }
 
 const char *mcwriter_result_name(enum mcw_result r)

@@ -292,7 +292,11 @@ enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job
                                          job->esc_key.len, value, vlen, job->flags, job->ttl);
         switch (r) {
         case MCW_OK: out = STATS_STORED; break;
-        case MCW_TOO_LARGE: out = STATS_FAIL_TOO_LARGE; break;
+        case MCW_TOO_LARGE:
+            /* Above the limit the set learned when it connected: a skip. */
+            limit = mcwriter_item_limit(w, (size_t)job->node, job->esc_key.len, job->flags);
+            out = limit && vlen > limit ? STATS_SKIP_SIZE : STATS_FAIL_TOO_LARGE;
+            break;
         case MCW_TIMEOUT: out = STATS_FAIL_TIMEOUT; break;
         case MCW_CONNECTION: out = STATS_FAIL_CONNECTION; break;
         default: out = STATS_FAIL_SERVER; break;
@@ -301,6 +305,8 @@ enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job
     if (job->gzip)
         buf_reset(gz, 1 << 20);
     clock_gettime(CLOCK_MONOTONIC, &b);
-    *usec = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000u + (uint64_t)(b.tv_nsec - a.tv_nsec) / 1000u;
+    /* Signed first: tv_nsec goes down when a second boundary is crossed. */
+    int64_t ns = (int64_t)(b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec);
+    *usec = ns > 0 ? (uint64_t)ns / 1000u : 0;
     return out;
 }

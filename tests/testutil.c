@@ -14,6 +14,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *tu_srcdir(void)
 {
@@ -166,4 +167,21 @@ int tu_unescape_text(const char *text, struct buf *out)
         }
     }
     return 0;
+}
+
+int tu_in_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    if (!path)
+        return 0;
+    char *copy = xstrdup(path);
+    int found = 0;
+    for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir && !found;
+         dir = strtok_r(NULL, ":", &save)) {
+        char *full = xasprintf("%s/%s", *dir ? dir : ".", name);
+        found = access(full, X_OK) == 0;
+        free(full);
+    }
+    free(copy);
+    return found;
 }

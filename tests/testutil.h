@@ -64,4 +64,7 @@ void tu_hex_encode(const void *p, size_t n, struct buf *out);
  * not followed by two hex digits. */
 int tu_unescape_text(const char *text, struct buf *out);
 
+/* Returns 1 when an executable called name is in one of $PATH's folders. */
+int tu_in_path(const char *name);
+
 #endif

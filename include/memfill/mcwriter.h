@@ -1,12 +1,14 @@
 /* mcwriter.h - writes pages to one named memcached node at a time.
  *
- * One libmemcached handle per configured node, created after fork in the
- * process that uses it. libmemcached's own distribution and failed-server
- * ejection are never used for page writes: the node is chosen by nodesel,
- * the way nginx chooses it, and a write goes to exactly that node or
- * nowhere. Connections are opened lazily and reused; after a timeout or an
- * I/O error the node's connection is reset, so a late reply can never be
- * read as the answer to the next command. */
+ * One connection per configured node (mcconn), opened lazily after fork in
+ * the process that uses it and reused. There is no distribution and no
+ * failed-server ejection: the node is chosen by nodesel, the way nginx
+ * chooses it, and a write goes to exactly that node or nowhere. Every
+ * operation ends within memcached.timeout_ms, connecting included (connect
+ * also stops at memcached.connect_timeout_ms when that is shorter), however
+ * slowly the node answers; after a timeout, an I/O error or an unexpected
+ * reply the node's connection is closed, so a late reply can never be read
+ * as the answer to the next command. */
 #ifndef MEMFILL_MCWRITER_H
 #define MEMFILL_MCWRITER_H
 
@@ -34,9 +36,10 @@ struct mcwriter;
 struct mcwriter *mcwriter_new(const struct config *cfg);
 void mcwriter_free(struct mcwriter *w);
 
-/* Stores value under key (already escaped) on node. exptime is seconds
- * from now; values above 30 days are converted to an absolute Unix time,
- * as memcached requires. */
+/* Stores value under key (already escaped: 1 to 250 bytes, none at or
+ * below 0x20, else MCW_BAD_KEY, here and in every call below) on node.
+ * exptime is seconds from now; values above 30 days are converted to an
+ * absolute Unix time, as memcached requires. */
 enum mcw_result mcwriter_set(struct mcwriter *w, size_t node, const char *key, size_t klen,
                              const void *value, size_t vlen, uint32_t flags, unsigned exptime);
 /* Like mcwriter_set with memcached's add (MCW_NOT_STORED when present). */
@@ -55,7 +58,11 @@ enum mcw_result mcwriter_append(struct mcwriter *w, size_t node, const char *key
 
 /* Largest value (bytes) node accepts for a key of klen bytes: from
  * cache.max_item when set, else from the node's `stats settings`
- * item_size_max, read once; 0 when the node could not be asked. */
+ * item_size_max, which is read once per connection, as part of the first
+ * operation on it and within that operation's deadline; 0 while not known
+ * (no connection made yet). Never waits on the node. mcwriter_set and
+ * mcwriter_add answer MCW_TOO_LARGE, without sending, for a value above
+ * the limit learned when they connected. */
 size_t mcwriter_item_limit(struct mcwriter *w, size_t node, size_t klen, uint32_t flags);
 
 const char *mcwriter_result_name(enum mcw_result r);
