@@ -50,7 +50,11 @@ void admin_purge(const struct site *site, struct mcwriter *mc, const struct requ
                  struct response *resp, struct stats_slot *slot)
 {
     const char *addr = request_param(req, "REMOTE_ADDR");
-    const char *token = request_param(req, "HTTP_X_MEMFILL_TOKEN");
+    /* A token sent twice is refused: which copy a proxy in front checked
+     * is unknowable (doc/security.md, "Headers with several instances"). */
+    const char *token = request_param_all(req, "HTTP_X_MEMFILL_TOKEN", NULL, NULL) == 1
+                            ? request_param(req, "HTTP_X_MEMFILL_TOKEN")
+                            : NULL;
     if (!admin_allowed(site->cfg, addr, token)) {
         static struct log_limit refusals = LOG_LIMIT_INIT(REFUSAL_LOG_MS);
         if (log_limit_allow(&refusals)) {
@@ -67,9 +71,18 @@ void admin_purge(const struct site *site, struct mcwriter *mc, const struct requ
         answer(resp, 403, "{\"error\":\"forbidden\"}");
         return;
     }
-    struct buf out = BUF_INIT;
-    const char *tags = request_param(req, "HTTP_X_MEMFILL_PURGE_TAG");
+    struct buf out = BUF_INIT, tagbuf = BUF_INIT;
+    /* Every instance of the tag header counts (tags are comma or space
+     * separated, so joining loses nothing); two purge keys are ambiguous. */
+    const char *tags = request_header_joined(req, "HTTP_X_MEMFILL_PURGE_TAG", &tagbuf)
+                           ? tagbuf.data
+                           : NULL;
     const char *key = request_param(req, "HTTP_X_MEMFILL_PURGE_KEY");
+    if (request_param_all(req, "HTTP_X_MEMFILL_PURGE_KEY", NULL, NULL) > 1) {
+        answer(resp, 400, "{\"error\":\"X-Memfill-Purge-Key sent more than once\"}");
+        buf_fini(&tagbuf);
+        return;
+    }
     if (tags) {
         long total = 0;
         int failed = 0, bad = 0;
@@ -97,6 +110,7 @@ void admin_purge(const struct site *site, struct mcwriter *mc, const struct requ
                           : bad ? ",\"error\":\"invalid tag skipped\"" : "");
         answer(resp, failed ? 502 : bad && !total ? 400 : 200, out.data);
         buf_fini(&out);
+        buf_fini(&tagbuf);
         return;
     }
     struct buf raw = BUF_INIT;

@@ -39,9 +39,11 @@ size_t request_param_all(const struct request *r, const char *name, const char *
     for (char **e = r->envp; e && *e; e++) {
         if (strncmp(*e, name, n) != 0 || (*e)[n] != '=')
             continue;
-        if (count++)
+        if (out && count)
             buf_append_str(out, sep);
-        buf_append_str(out, *e + n + 1);
+        if (out)
+            buf_append_str(out, *e + n + 1);
+        count++;
     }
     return count;
 }

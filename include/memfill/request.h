@@ -45,7 +45,7 @@ const char *request_param_cb(void *ctx, const char *name);
 /* Every instance of param name (nginx passes each header line as its own
  * param, so a header sent twice gives two HTTP_* params), appended to out
  * in arrival order, joined with sep. Returns how many instances there
- * were (0: out unchanged). */
+ * were (0: out unchanged). With out NULL it only counts them. */
 size_t request_param_all(const struct request *r, const char *name, const char *sep,
                          struct buf *out);
 /* Same, as a key_param_all_fn (ctx is the struct request). */

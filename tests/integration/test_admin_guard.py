@@ -382,6 +382,22 @@ try:
                      extra={"MEMC_KEY": "/p/page"}))
     check(r.status == 403 and mc.get(b"/p/page") is not None,
           f"PURGE with an empty HTTP_X_MEMFILL_TOKEN param: {r.status}")
+    # the token sent twice (a wrong one first or last, or the right one
+    # twice) is refused: which copy a proxy in front checked is unknowable
+    for pair in ((b"nope", TOKEN.encode()), (TOKEN.encode(), b"nope"),
+                 (TOKEN.encode(), TOKEN.encode())):
+        sock = socket.create_connection(("127.0.0.1", web_a), timeout=5)
+        sock.sendall(b"PURGE /p/page HTTP/1.0\r\nHost: a\r\nX-Memfill-Token: " + pair[0] +
+                     b"\r\nX-Memfill-Token: " + pair[1] + b"\r\n\r\n")
+        got = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        sock.close()
+        check(got.startswith(b"HTTP/1.1 403") and mc.get(b"/p/page") is not None,
+              f"PURGE with two X-Memfill-Token headers {pair!r}: {got[:40]!r}")
     s, h, b = http(web_a, "/p/page", method="PURGE", headers={"X-Memfill-Token": TOKEN})
     check(s == 200 and mc.get(b"/p/page") is None, f"PURGE with the token: {s} {b!r}")
     # status with an empty token header
@@ -392,7 +408,7 @@ try:
     check(got.startswith(b"HTTP/1.0 403"), f"status with an empty token: {got[:40]!r}")
 
     t_burst = time.monotonic()
-    sent = 2  # the two refused above (nginx and raw FastCGI)
+    sent = 5  # the refused above: nginx and raw FastCGI empty tokens, three doubled tokens
     statuses = set()
     for i in range(500):
         tok = "" if i % 2 else "wrong-token-0123456789"
