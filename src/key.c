@@ -1,6 +1,6 @@
 /* key.c - the memcached key nginx reads, byte for byte.
  *
- * Three jobs, each a transcription of nginx 1.22 (NGINX-COMPAT §5):
+ * Three jobs, each a transcription of nginx 1.22 (doc/nginx.md §1-§3):
  *   - key_escape(): ngx_escape_uri(NGX_ESCAPE_MEMCACHED), which turns the
  *     34 bytes 0x00-0x20 and '%' into "%XX" (upper-case hex) and copies
  *     every other byte. It is a bijection, so key_unescape() inverts it.

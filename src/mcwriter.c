@@ -31,8 +31,8 @@
 #include <time.h>
 
 #define THIRTY_DAYS 2592000u
-/* memcached 1.6 item header + suffix bytes besides key and value (NGINX-COMPAT
- * §5.5: a 1-byte key takes 1048516 bytes of a 1 MiB item). */
+/* memcached 1.6 item header + suffix bytes besides key and value (doc/nginx.md
+ * §11: a 1-byte key takes 1048516 bytes of a 1 MiB item). */
 #define ITEM_OVERHEAD 59u
 /* Largest value a get accepts when the node's item limit is not known
  * (memcached refuses items this large unless started with a bigger -I). */

@@ -1,6 +1,6 @@
 /* nginxconf.c - the nginx config generated from memfill's config.
  *
- * What it encodes (NGINX-COMPAT §0, §3, §4, §8): the memcached servers with
+ * What it encodes (doc/nginx.md §0, §8, §9, §16): the memcached servers with
  * the exact address texts and weights memfill hashes, max_fails=0 so one
  * bad reply does not reroute a node's keys for 10 s, upstream keepalive for
  * the hit path, the same key expression in $memcached_key and the hash,

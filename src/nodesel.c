@@ -2,7 +2,7 @@
  *
  * Built once at config load (in the master, before fork) and read-only
  * afterwards, so workers share it without locks. Three distributions,
- * transcribed from nginx 1.22 and set-misc 0.33 (NGINX-COMPAT §1-§3):
+ * transcribed from nginx 1.22 and set-misc 0.33 (doc/nginx.md §5-§7):
  *
  *   CONSISTENT (ngx_http_upstream_hash_module, "hash $k consistent"): a
  *     ring of CRC-32 points. Server i contributes 160 * weight points
@@ -29,7 +29,7 @@
  * difference (the points are built from the server text, and duplicates
  * collapse). For HASH a name resolving to several addresses would count
  * once per address in nginx's total weight but once here: use IP literals
- * (NGINX-COMPAT §8.2). The resolved forms are kept only to recognise
+ * (doc/nginx.md §16 rule 2). The resolved forms are kept only to recognise
  * nginx's $upstream_addr in MEMC_BACKEND.
  *
  * Keys are raw bytes of any value; only len bytes are read. */

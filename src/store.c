@@ -1,6 +1,6 @@
 /* store.c - the store policy and the write.
  *
- * Facts behind the policy (NGINX-COMPAT §0, §5): a memcached_pass hit
+ * Facts behind the policy (doc/nginx.md §0-§2, §10): a memcached_pass hit
  * replays as a bare 200 with the body only, so only 200 responses without
  * Set-Cookie are worth storing; keys longer than 250 bytes once escaped can
  * never be read; the node is picked by hashing the RAW key and the item is

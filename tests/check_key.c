@@ -4,7 +4,7 @@
  * The nginx-verified facts come from the tests/vectors TSV files, read row by row;
  * a failure names file:line, the key in hex, and the expected and actual
  * bytes. Edge cases that the vectors do not cover are tabled here and
- * marked with where they come from (nginx 1.22 source, NGINX-COMPAT). */
+ * marked with where they come from (nginx 1.22 source, doc/nginx.md). */
 #include "config.h"
 
 #include <check.h>
@@ -140,7 +140,7 @@ START_TEST(test_key_escape_all_bytes)
         ck_assert_msg(seen[b] == 1, "memcached_escape.tsv: byte %02x appears %d times", b,
                       seen[b]);
     ck_assert_uint_eq(rows, 256);
-    /* NGINX-COMPAT §5.1: 0x00-0x20 and '%', 34 values */
+    /* doc/nginx.md §1: 0x00-0x20 and '%', 34 values */
     ck_assert_uint_eq(escaped, 34);
     buf_fini(&raw);
     buf_fini(&want);
@@ -261,7 +261,7 @@ START_TEST(test_key_length_limits)
     ck_assert_int_eq(key_is_storable(k, 0), 0);
     ck_assert_int_eq(key_is_storable(k, 1), 1);
 
-    /* NGINX-COMPAT §5.2: 83 spaces + 1 byte = 250 escaped bytes is a hit,
+    /* doc/nginx.md §2: 83 spaces + 1 byte = 250 escaped bytes is a hit,
      * 84 spaces (252 escaped) is a 502. */
     memset(k, ' ', 84);
     k[83] = 'x';

@@ -4,7 +4,7 @@
  * The nginx-verified vectors (upstream_hash_c3, upstream_hash_m3,
  * set_hashed_upstream, chash_ring_c3) are read row by row; a failure names
  * file:line, the key in hex, and the expected and actual node. The worked
- * examples of NGINX-COMPAT §1-§3 are checked by value. Where a test needs
+ * examples of doc/nginx.md §5-§7 are checked by value. Where a test needs
  * the ring it recomputes it here from the written algorithm (not from
  * nodesel.c) or compares with the vector file. */
 #include "config.h"
@@ -96,7 +96,7 @@ static struct nodesel *new_or_fail(enum nodesel_dist d, const struct nodesel_ser
     return ns;
 }
 
-/* The test configs of NGINX-COMPAT: c3/m3 over 127.0.0.1:21211..21213, and
+/* The test configs of doc/nginx.md: c3/m3 over 127.0.0.1:21211..21213, and
  * the upstreams moon..venus at 127.0.0.1:21211..21215. */
 static const struct nodesel_server three[] = {
     {"127.0.0.1:21211", 1, NULL},
@@ -114,7 +114,7 @@ START_TEST(test_hashfn_crc32_known)
     ck_assert_uint_eq(hashfn_crc32(NULL, 0), 0);
     ck_assert_uint_eq(hashfn_crc32_update(hashfn_crc32("1234", 4), "56789", 5), 0xcbf43926u);
     ck_assert_uint_eq(hashfn_crc32_update(0, "123456789", 9), 0xcbf43926u);
-    /* NGINX-COMPAT §2 worked example */
+    /* doc/nginx.md §6 worked example */
     ck_assert_uint_eq(hashfn_crc32("/index.html", 11), 0xea224b42u);
     /* NUL and high bytes are data; zlib.crc32(b"\0\xff") == 0x6cdbfd72 */
     ck_assert_uint_eq(hashfn_crc32("\0\xff", 2), 0x6cdbfd72u);
@@ -123,7 +123,7 @@ END_TEST
 
 START_TEST(test_hashfn_h31lc_known)
 {
-    /* NGINX-COMPAT §1 worked example */
+    /* doc/nginx.md §5 worked example */
     ck_assert_uint_eq(hashfn_h31lc("/index.html", 11), 2144181430u);
     ck_assert_uint_eq(hashfn_h31lc("", 0), 0);
     ck_assert_uint_eq(hashfn_h31lc("/About", 6), hashfn_h31lc("/about", 6));
@@ -199,7 +199,7 @@ START_TEST(test_nodesel_consistent_c3_vectors)
     }
     tu_tsv_close(&t);
     ck_assert_uint_eq(rows, 391);
-    /* the file must exercise the edges it claims to (NGINX-COMPAT §2) */
+    /* the file must exercise the edges it claims to (doc/nginx.md §6) */
     ck_assert_msg(wraps > 0 && ties > 0 && toolong > 0 && empty == 1,
                   "wraps %u ties %u too long %u empty %u", wraps, ties, toolong, empty);
     buf_fini(&key);
@@ -213,7 +213,7 @@ START_TEST(test_nodesel_ring_c3_vectors)
     struct tu_tsv t;
     unsigned rows = 0;
 
-    /* Each server's chain, recomputed here from NGINX-COMPAT §2:
+    /* Each server's chain, recomputed here from doc/nginx.md §6:
      * base = "127.0.0.1" 0x00 "2121x", h(k+1) = crc32(base || le32(h(k))). */
     uint32_t chain[3][160];
     for (int s = 0; s < 3; s++) {
@@ -260,7 +260,7 @@ END_TEST
 
 START_TEST(test_nodesel_consistent_worked_examples)
 {
-    /* NGINX-COMPAT §2: "/index.html" -> crc ea224b42 -> ring index 432,
+    /* doc/nginx.md §6: "/index.html" -> crc ea224b42 -> ring index 432,
      * owned by 127.0.0.1:21212 */
     struct nodesel *ns = new_or_fail(NODESEL_CONSISTENT, three, 3);
     uint32_t h;
@@ -380,7 +380,7 @@ static void check_ring(const struct nodesel *ns, const char *const *bases,
 START_TEST(test_nodesel_consistent_unix_ipv6_weight)
 {
     /* exp2b's server texts: a unix socket, an IPv6 literal, IPv4; plus a
-     * weight of 2 (NGINX-COMPAT §2: 160 points per weight unit) */
+     * weight of 2 (doc/nginx.md §6: 160 points per weight unit) */
     const struct nodesel_server s[] = {
         {"unix:/path", 1, NULL},
         {"[::1]:21216", 2, NULL},
@@ -397,7 +397,7 @@ END_TEST
 
 START_TEST(test_nodesel_consistent_server_text)
 {
-    /* NGINX-COMPAT §2 "cname": the ring is built from the server TEXT, so
+    /* doc/nginx.md §6 "cname": the ring is built from the server TEXT, so
      * "127.0.0.1:021212" and "localhost:21211" give other points than c3 */
     const struct nodesel_server cname[] = {
         {"localhost:21211", 1, NULL},
@@ -485,7 +485,7 @@ END_TEST
 
 START_TEST(test_nodesel_hash_weights)
 {
-    /* NGINX-COMPAT §3: "/index.html" -> 27170; m3: % 3 = 2 -> third server;
+    /* doc/nginx.md §7: "/index.html" -> 27170; m3: % 3 = 2 -> third server;
      * m4w (weight 2 on the second): % 5 = 0 -> first server. */
     struct nodesel *m3 = new_or_fail(NODESEL_HASH, three, 3);
     ck_assert_int_eq(nodesel_pick(m3, "/index.html", 11), 2);
@@ -565,7 +565,7 @@ START_TEST(test_nodesel_upstream_list_vectors)
     }
     tu_tsv_close(&t);
     ck_assert_uint_eq(rows, 316);
-    /* NGINX-COMPAT §1 worked example */
+    /* doc/nginx.md §5 worked example */
     ck_assert_str_eq(node_name(lists[1], nodesel_pick(lists[1], "/index.html", 11)), "sun");
     ck_assert_str_eq(node_name(lists[2], nodesel_pick(lists[2], "/index.html", 11)), "moon");
     for (int l = 0; l < 4; l++)

@@ -2,7 +2,7 @@
  * FastCGI params, escaping exactly as nginx's memcached module escapes, and
  * the 250-byte limit.
  *
- * Facts: NGINX-COMPAT §5.1-§5.3 (verified on nginx 1.22). The node is
+ * Facts: doc/nginx.md §1-§3 (verified on nginx 1.22). The node is
  * chosen by hashing the RAW key; the item is stored under the ESCAPED key. */
 #ifndef MEMFILL_KEY_H
 #define MEMFILL_KEY_H

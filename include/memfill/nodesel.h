@@ -1,7 +1,7 @@
 /* nodesel.h - picks the memcached node nginx reads a key from.
  *
  * Built once from the configured node list; byte-exact with nginx 1.22 for
- * the three setups in NGINX-COMPAT §1-§3:
+ * the three setups in doc/nginx.md §5-§7:
  *   NODESEL_CONSISTENT     upstream { hash $key consistent; }  (CRC-32 ketama,
  *                          160 points per weight unit, from the server text)
  *   NODESEL_HASH           upstream { hash $key; }  (accumulating CRC-32

@@ -1,7 +1,7 @@
 /* srcache.h - pages stored whole (status line, headers, body) in the
  * format srcache_fetch reads, for routes with "srcache": true.
  *
- * Facts (NGINX-COMPAT §6.2-§6.3, verified on nginx 1.22 + srcache 0.33):
+ * Facts (doc/nginx.md §13-§14, verified on nginx 1.22 + srcache 0.33):
  * srcache_store writes "HTTP/1.1 200 OK\r\n", then Content-Type, then
  * Last-Modified, then every other header in order except the hop-by-hop
  * ones and Set-Cookie, never Content-Length, Date or Server, then an empty

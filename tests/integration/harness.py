@@ -353,7 +353,7 @@ class Memcached:
         self.s.close()
 
 
-# ---- independent models of nginx (NGINX-COMPAT §5) ----
+# ---- independent models of nginx (doc/nginx.md §1-§3) ----
 
 def memc_escape(raw):
     out = bytearray()

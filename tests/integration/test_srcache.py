@@ -3,7 +3,7 @@
 through real nginx (srcache + memc + set-misc) and memcached.
 
 memfill stores the whole response (status line, headers, body) in the
-format srcache_store writes (NGINX-COMPAT §6.2); nginx reads it with
+format srcache_store writes (doc/nginx.md §13); nginx reads it with
 `srcache_fetch GET /memc key=$escaped_key` and never stores anything
 itself. Checked:
   - the stored bytes, exactly: Content-Type first, the origin's other
