@@ -342,6 +342,8 @@ static void serve_one(struct worker *w, char **envp)
     request_init(&w->req, envp);
     note_uri(w);
     size_t route = produce(w);
+    if (w->resp.event > 0 && w->resp.event < STATS_N)
+        count(w, (enum stats_counter)w->resp.event);
     store_prepare(w->site, &w->req, route, &w->resp, &w->job);
     stampede_settle(&w->stampede, &w->job);
     /* A warm-up (memfillctl warm; nginx never sends MEMFILL_WARM) stores

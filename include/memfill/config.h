@@ -122,6 +122,11 @@ struct config {
                               worker producing the same page; 0 = off */
     unsigned lock_ttl;     /* seconds the stampede lock lives at most */
 
+    /* template: bounds of one render and of the parsed-data cache */
+    unsigned long template_max_output; /* bytes one render may produce */
+    unsigned long template_max_data;   /* bytes of a data file or data_url document */
+    unsigned long template_data_cache; /* estimated bytes of parsed data a worker keeps */
+
     /* status and purge endpoints */
     char *admin_listen; /* status listener served by the master; NULL = none */
     char *admin_token;  /* X-Memfill-Token value required for status and purge */

@@ -42,6 +42,8 @@ enum stats_counter {
     STATS_SKIP_GZIP,         /* cache.gzip_flag set but compressing failed */
     STATS_LOCK_SERVED,       /* served the page another worker stored while this one
                                 waited on the stampede lock (not stored again) */
+    STATS_RENDER_TOO_LARGE,  /* a template's output passed template.max_output (500) */
+    STATS_DATA_TOO_LARGE,    /* a data file or data_url document over template.max_data */
     STATS_N
 };
 
