@@ -135,6 +135,7 @@ static const struct config_key top_keys[] = {
     {"shutdown_timeout", T_UINT, C(shutdown_timeout), 0, 86400, 10, NULL, NULL},
     {"max_body", T_ULONG, C(max_body), 0, 1ull << 32, 1048576, NULL, NULL},
     {"max_params", T_ULONG, C(max_params), 1024, 1ull << 24, 65536, NULL, NULL},
+    {"params_timeout_ms", T_UINT, C(params_timeout_ms), 1, 600000, 2000, NULL, NULL},
     {"log", T_SECTION, 0, 0, 0, 0, NULL, log_keys},
     {"memcached", T_SECTION, 0, 0, 0, 0, NULL, memcached_keys},
     {"cache", T_SECTION, 0, 0, 0, 0, NULL, cache_keys},

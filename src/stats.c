@@ -25,7 +25,7 @@ static const char *const counter_names[STATS_N] = {
     "skip_lock_lost",   "fail_connection", "fail_timeout",   "fail_server",
     "fail_too_large",   "key_drift",      "backend_mismatch", "node_drift",
     "bad_request",      "purged",         "skip_gzip",      "lock_served",
-    "render_too_large", "data_too_large",
+    "render_too_large", "data_too_large", "params_timeout",
 };
 
 struct stats *stats_new(size_t nslots)

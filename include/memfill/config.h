@@ -94,6 +94,7 @@ struct config {
     unsigned shutdown_timeout; /* seconds */
     unsigned long max_body;    /* request body bytes accepted */
     unsigned long max_params;  /* total bytes of FastCGI params accepted */
+    unsigned params_timeout_ms; /* a connection's params must arrive within this */
 
     char *log_file; /* NULL = stderr */
     enum log_level log_level;

@@ -44,6 +44,8 @@ enum stats_counter {
                                 waited on the stampede lock (not stored again) */
     STATS_RENDER_TOO_LARGE,  /* a template's output passed template.max_output (500) */
     STATS_DATA_TOO_LARGE,    /* a data file or data_url document over template.max_data */
+    STATS_PARAMS_TIMEOUT,    /* a FastCGI connection closed: no complete request within
+                                params_timeout_ms */
     STATS_N
 };
 
