@@ -108,6 +108,13 @@ static const struct config_key cache_keys[] = {
     END_KEYS,
 };
 
+static const struct config_key template_keys[] = {
+    {"max_output", T_ULONG, C(template_max_output), 1024, 1ull << 30, 4ull << 20, NULL, NULL},
+    {"max_data", T_ULONG, C(template_max_data), 1024, 1ull << 30, 8ull << 20, NULL, NULL},
+    {"data_cache", T_ULONG, C(template_data_cache), 0, 1ull << 36, 32ull << 20, NULL, NULL},
+    END_KEYS,
+};
+
 static const struct config_key admin_keys[] = {
     {"listen", T_STRING, C(admin_listen), 0, 0, 0, NULL, NULL},
     {"token", T_SECRET, C(admin_token), 0, 0, 0, NULL, NULL},
@@ -130,9 +137,11 @@ static const struct config_key top_keys[] = {
     {"shutdown_timeout", T_UINT, C(shutdown_timeout), 0, 86400, 10, NULL, NULL},
     {"max_body", T_ULONG, C(max_body), 0, 1ull << 32, 1048576, NULL, NULL},
     {"max_params", T_ULONG, C(max_params), 1024, 1ull << 24, 65536, NULL, NULL},
+    {"params_timeout_ms", T_UINT, C(params_timeout_ms), 1, 600000, 2000, NULL, NULL},
     {"log", T_SECTION, 0, 0, 0, 0, NULL, log_keys},
     {"memcached", T_SECTION, 0, 0, 0, 0, NULL, memcached_keys},
     {"cache", T_SECTION, 0, 0, 0, 0, NULL, cache_keys},
+    {"template", T_SECTION, 0, 0, 0, 0, NULL, template_keys},
     {"admin", T_SECTION, 0, 0, 0, 0, NULL, admin_keys},
     {"routes", T_ROUTES, 0, 0, 0, 0, NULL, NULL},
     END_KEYS,

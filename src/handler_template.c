@@ -15,9 +15,18 @@
  *     or any other status is a 502; a body that is not JSON is a 500 with
  *     URL:line:col logged.
  * None of those error pages is stored. A route without data renders over
- * the request's own variables (path, query, captures). */
+ * the request's own variables (path, query, captures).
+ *
+ * Bounds (doc/content.md, "Render limits"): a data file or data_url
+ * document above template.max_data is refused (500 for a file, looked at
+ * with stat() before it is read and read no further than the cap should
+ * it grow; 502 for a URL, whose fetch stops at the cap); a render whose
+ * output passes template.max_output stops there and answers 500. Each is
+ * counted (data_too_large, render_too_large) and logged with the route and
+ * the request's path, at most once per 10 s per route and worker. */
 #include "config.h"
 
+#include "memfill/datacache.h"
 #include "memfill/handler.h"
 #include "memfill/log.h"
 #include "memfill/stats.h"
@@ -25,121 +34,85 @@
 #include "memfill/upstream.h"
 #include "memfill/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-/* Data documents above this are refused (502). */
-#define TEMPLATE_MAX_DATA (16UL << 20)
+/* Limit errors (a page or a data document above its cap) are logged at
+ * most once per LIMIT_LOG_INTERVAL_MS per route and worker, with how many
+ * were left out, as the worker does for its drift notes: such a page is
+ * never stored, so every request for it reaches memfill again. */
+#define LIMIT_LOG_INTERVAL_MS 10000
 
 struct template_state {
     struct template_set *set;
     const struct template *tpl;
+    size_t route;         /* index, for log lines */
     const char *data;     /* file pattern, borrowed from the config */
     const char *data_url; /* URL pattern (fetched by the upstream client) */
     unsigned connect_timeout_ms;
     unsigned timeout_ms;
+    size_t max_output;    /* template.max_output */
+    size_t max_data;      /* template.max_data */
+    size_t cache_budget;  /* template.data_cache */
     struct upstream_client *client; /* NULL until the first data_url fetch */
     struct upstream_resp ures;      /* reused from request to request */
-    struct data_cache_entry *cache; /* parsed data files, per worker */
-    size_t ncache;      /* slots in use (some may be free again) */
-    size_t cache_next;  /* the slot the cache empties next when full */
-    size_t cache_bytes; /* JSON text of the cached files */
+    struct buf text;                /* a data file's text, reused */
+    uint64_t limit_log_ms;          /* rate limit of limit errors */
+    unsigned limit_suppressed;
 };
 
 /* Parsed data files are kept per worker and reused while the file is
- * unchanged (same device, inode, size, mtime and ctime as stat() sees for
- * this request): parsing the JSON again on every miss was two thirds of a
- * miss's CPU in the worker. The cache is bounded per route, so a worker's
- * memory stays small: at most DATA_CACHE_SLOTS files holding at most
- * DATA_CACHE_BYTES of JSON text together (a parsed document takes a few
- * times its text); a file above a quarter of that is parsed per request as
- * before. A full cache replaces its entries in turn. */
-#define DATA_CACHE_SLOTS 64
-#define DATA_CACHE_BYTES (256UL << 10)
+ * unchanged (see datacache.h): parsing the JSON again on every miss was two
+ * thirds of a miss's CPU in the worker. One cache serves every template
+ * route of the process (routes naming the same file share its entry),
+ * within template.data_cache; it is made on the first miss, so only
+ * workers fill one, and freed with the last route's state. */
+static struct datacache *data_cache;
+static size_t data_cache_users;
 
-struct data_cache_entry {
-    char *path; /* NULL: a free slot */
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime, ctime;
-    json_t *data;
-};
-
-static int same_file(const struct data_cache_entry *e, const struct stat *st)
+static struct datacache *worker_data_cache(const struct template_state *s)
 {
-    return e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
-           e->mtime.tv_sec == st->st_mtim.tv_sec && e->mtime.tv_nsec == st->st_mtim.tv_nsec &&
-           e->ctime.tv_sec == st->st_ctim.tv_sec && e->ctime.tv_nsec == st->st_ctim.tv_nsec;
+    if (!data_cache)
+        data_cache = datacache_new(s->cache_budget);
+    return data_cache;
 }
 
-static struct data_cache_entry *cache_find(struct template_state *s, const char *path)
+/* Returns 1 when a limit error may be logged now; else counts it. */
+static int limit_log_allowed(struct template_state *s)
 {
-    for (size_t i = 0; i < s->ncache; i++)
-        if (s->cache[i].path && strcmp(s->cache[i].path, path) == 0)
-            return &s->cache[i];
-    return NULL;
-}
-
-static void cache_drop(struct template_state *s, struct data_cache_entry *e)
-{
-    s->cache_bytes -= (size_t)e->size;
-    free(e->path);
-    json_decref(e->data);
-    memset(e, 0, sizeof *e);
-}
-
-/* Returns a new reference to the cached data of path when it is still the
- * file st describes, else NULL. */
-static json_t *cache_get(struct template_state *s, const char *path, const struct stat *st)
-{
-    struct data_cache_entry *e = cache_find(s, path);
-    return e && same_file(e, st) ? json_incref(e->data) : NULL;
-}
-
-/* Remembers data (a new reference is taken) for path as st describes it. */
-static void cache_put(struct template_state *s, const char *path, const struct stat *st,
-                      json_t *data)
-{
-    struct data_cache_entry *e = cache_find(s, path);
-    if (e)
-        cache_drop(s, e);
-    if (st->st_size < 0 || (size_t)st->st_size > DATA_CACHE_BYTES / 4)
-        return;
-    if (!s->cache)
-        s->cache = xcalloc(DATA_CACHE_SLOTS, sizeof *s->cache);
-    e = NULL;
-    for (size_t i = 0; i < s->ncache && !e; i++)
-        if (!s->cache[i].path)
-            e = &s->cache[i];
-    if (!e && s->ncache < DATA_CACHE_SLOTS)
-        e = &s->cache[s->ncache++];
-    while (!e || s->cache_bytes + (size_t)st->st_size > DATA_CACHE_BYTES) {
-        struct data_cache_entry *victim = &s->cache[s->cache_next];
-        s->cache_next = (s->cache_next + 1) % s->ncache;
-        if (victim->path)
-            cache_drop(s, victim);
-        if (!e)
-            e = victim;
+    uint64_t now = util_now_ms();
+    if (s->limit_log_ms && now - s->limit_log_ms < LIMIT_LOG_INTERVAL_MS) {
+        s->limit_suppressed++;
+        return 0;
     }
-    e->path = xstrdup(path);
-    e->dev = st->st_dev;
-    e->ino = st->st_ino;
-    e->size = st->st_size;
-    e->mtime = st->st_mtim;
-    e->ctime = st->st_ctim;
-    e->data = json_incref(data);
-    s->cache_bytes += (size_t)st->st_size;
+    s->limit_log_ms = now;
+    return 1;
 }
 
-static void cache_free(struct template_state *s)
+/* Answers 500 (or status) for a limit the request ran into: the message
+ * in line is logged (rate-limited) with the request's path, the event
+ * counted and the page never stored. */
+static void limit_hit(struct template_state *s, const struct request *req, struct response *resp,
+                      int status, int event, const char *page, const char *line)
 {
-    for (size_t i = 0; i < s->ncache; i++)
-        if (s->cache[i].path)
-            cache_drop(s, &s->cache[i]);
-    free(s->cache);
+    if (limit_log_allowed(s)) {
+        struct buf esc = BUF_INIT;
+        log_escape(&esc, req->path.data, req->path.len, 200);
+        if (s->limit_suppressed)
+            log_error("routes[%zu] %s: %s (%u more like this in the last %d s)", s->route,
+                      esc.data, line, s->limit_suppressed, LIMIT_LOG_INTERVAL_MS / 1000);
+        else
+            log_error("routes[%zu] %s: %s", s->route, esc.data, line);
+        s->limit_suppressed = 0;
+        buf_fini(&esc);
+    }
+    response_error(resp, status, page);
+    resp->event = event;
 }
 
 static char *folder_of(const char *path)
@@ -176,11 +149,19 @@ static int template_create(const struct config *cfg, size_t route_index, void **
         free(s);
         return -1;
     }
+    s->route = route_index;
     s->data = r->data;
     s->data_url = r->data_url;
     s->connect_timeout_ms = r->connect_timeout_ms;
     s->timeout_ms = r->timeout_ms;
+    s->max_output = cfg->template_max_output;
+    s->max_data = cfg->template_max_data;
+    s->cache_budget = cfg->template_data_cache;
     upstream_resp_init(&s->ures);
+    buf_init(&s->text);
+    data_cache_users++;
+    if (data_cache) /* a reload may have changed the budget */
+        datacache_set_budget(data_cache, s->cache_budget);
     *state = s;
     return 0;
 }
@@ -198,8 +179,8 @@ static json_t *request_data(const struct request *req, const struct route_match 
 }
 
 /* Fetches the data document from the route's data_url. */
-static json_t *fetch_data(struct template_state *s, const struct route_match *m,
-                          struct response *resp)
+static json_t *fetch_data(struct template_state *s, const struct request *req,
+                          const struct route_match *m, struct response *resp)
 {
     struct buf url = BUF_INIT, esc = BUF_INIT;
     json_t *data = NULL;
@@ -217,11 +198,21 @@ static json_t *fetch_data(struct template_state *s, const struct route_match *m,
         .headers = headers,
         .connect_timeout_ms = s->connect_timeout_ms,
         .timeout_ms = s->timeout_ms,
-        .max_bytes = TEMPLATE_MAX_DATA,
+        .max_bytes = s->max_data,
     };
     struct err e;
     err_clear(&e);
-    if (upstream_fetch(s->client, &ureq, &s->ures, &e) < 0) {
+    int rc = upstream_fetch(s->client, &ureq, &s->ures, &e);
+    if (rc < 0 && s->ures.failure == UPSTREAM_TOO_LARGE) {
+        char line[1024];
+        snprintf(line, sizeof line,
+                 "data_url %s: the document is larger than template.max_data (%zu bytes)",
+                 esc.data, s->max_data);
+        limit_hit(s, req, resp, 502, STATS_DATA_TOO_LARGE,
+                  "The page data is too large; the error is logged.", line);
+        goto out;
+    }
+    if (rc < 0) {
         log_error("data_url %s: %s", esc.data, e.text);
         response_error(resp, 502, "The page data could not be fetched; the error is logged.");
         goto out;
@@ -250,44 +241,123 @@ out:
     return data;
 }
 
+/* Reads the regular file at path into out (emptied first), at most max
+ * bytes, and sets *st from the open file. Returns 0; 1 when the file holds
+ * more than max bytes (it may have grown since it was looked at: the read
+ * stops there); -1 with errno set when it cannot be read. */
+static int read_data_file(const char *path, size_t max, struct buf *out, struct stat *st)
+{
+    buf_reset(out, 1 << 20);
+    /* O_NONBLOCK: a FIFO put in the file's place must not block the open. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -1;
+    int rc = 0;
+    if (fstat(fd, st) < 0) {
+        rc = -1;
+    } else if (!S_ISREG(st->st_mode)) {
+        errno = EISDIR;
+        rc = -1;
+    } else if ((unsigned long long)st->st_size > max) {
+        rc = 1;
+    } else {
+        buf_reserve(out, (size_t)st->st_size + 1);
+        for (;;) {
+            if (out->cap - out->len < 2)
+                buf_reserve(out, 64 << 10);
+            size_t room = out->cap - out->len - 1;
+            if (room > max + 1 - out->len)
+                room = max + 1 - out->len; /* one byte past max tells it grew */
+            ssize_t n = read(fd, out->data + out->len, room);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                rc = -1;
+                break;
+            }
+            if (n == 0)
+                break;
+            out->len += (size_t)n;
+            if (out->len > max) {
+                rc = 1;
+                break;
+            }
+        }
+        out->data[out->len] = '\0';
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+static void data_too_large(struct template_state *s, const struct request *req,
+                           struct response *resp, const struct buf *esc_path, long long size)
+{
+    char line[1024];
+    if (size >= 0)
+        snprintf(line, sizeof line, "data %s is %lld bytes, above template.max_data (%zu bytes)",
+                 esc_path->data, size, s->max_data);
+    else
+        snprintf(line, sizeof line, "data %s grew past template.max_data (%zu bytes) while read",
+                 esc_path->data, s->max_data);
+    limit_hit(s, req, resp, 500, STATS_DATA_TOO_LARGE,
+              "The page data is too large; the error is logged.", line);
+}
+
 static json_t *load_data(struct template_state *s, const struct request *req,
                          const struct route_match *m, struct response *resp)
 {
     if (s->data_url)
-        return fetch_data(s, m, resp);
+        return fetch_data(s, req, m, resp);
     if (!s->data)
         return request_data(req, m);
-    struct buf path = BUF_INIT;
+    struct buf path = BUF_INIT, esc = BUF_INIT;
+    json_t *data = NULL;
     if (route_expand(m, s->data, &path) < 0) {
-        buf_fini(&path);
         response_error(resp, 404, "The requested page was not found.");
-        return NULL;
+        goto out;
     }
     struct stat st;
     if (stat(path.data, &st) < 0 || !S_ISREG(st.st_mode)) {
-        buf_fini(&path);
         response_error(resp, 404, "The requested page was not found.");
-        return NULL;
+        goto out;
     }
-    json_t *data = cache_get(s, path.data, &st);
-    if (data) {
-        buf_fini(&path);
-        return data;
+    log_escape(&esc, path.data, path.len, 512);
+    /* Refused before anything is read or looked up. */
+    if ((unsigned long long)st.st_size > s->max_data) {
+        data_too_large(s, req, resp, &esc, (long long)st.st_size);
+        goto out;
+    }
+    struct datacache *cache = worker_data_cache(s);
+    data = datacache_get(cache, path.data, &st);
+    if (data)
+        goto out;
+    int rc = read_data_file(path.data, s->max_data, &s->text, &st);
+    if (rc == 1) {
+        data_too_large(s, req, resp, &esc, -1);
+        goto out;
+    }
+    if (rc < 0) {
+        log_error("data %s: %s", esc.data, strerror(errno));
+        response_error(resp, 500, "The page data is broken; the error is logged.");
+        goto out;
     }
     json_error_t je;
-    data = json_load_file(path.data, JSON_REJECT_DUPLICATES, &je);
-    if (data)
-        cache_put(s, path.data, &st, data);
+    size_t cost;
+    data = datacache_parse(s->text.data, s->text.len, &je, &cost);
+    buf_reset(&s->text, 1 << 20);
     if (!data) {
-        struct buf esc = BUF_INIT;
-        log_escape(&esc, path.data, path.len, 512);
-        if (je.line > 0) /* a parse error; else the file could not be read */
-            log_error("data %s:%d:%d: %s", esc.data, je.line, je.column, je.text);
-        else
-            log_error("data %s: %s", esc.data, je.text);
-        buf_fini(&esc);
+        log_error("data %s:%d:%d: %s", esc.data, je.line, je.column, je.text);
         response_error(resp, 500, "The page data is broken; the error is logged.");
+        goto out;
     }
+    int kept = datacache_put(cache, path.data, &st, data, cost);
+    log_debug("data %s: %zu bytes parsed into about %zu; %s; the data cache holds %zu files, "
+              "%zu of %zu bytes", esc.data, (size_t)st.st_size, cost, kept ? "kept" : "not kept (above template.data_cache)",
+              datacache_count(cache), datacache_used(cache), s->cache_budget);
+out:
+    buf_fini(&esc);
     buf_fini(&path);
     return data;
 }
@@ -304,15 +374,23 @@ static void template_handle(void *state, const struct request *req, const struct
     }
     struct err e;
     err_clear(&e);
-    if (template_render(s->tpl, data, &resp->body, &e) < 0) {
+    int rc = template_render_capped(s->tpl, data, s->max_output, &resp->body, &e);
+    json_decref(data);
+    if (rc == TEMPLATE_TOO_LARGE) {
+        char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32], line[ERR_TEXT_MAX + ERR_SOURCE_MAX + 96];
+        snprintf(line, sizeof line, "render stopped at template.max_output: %s",
+                 err_format(&e, msg, sizeof msg));
+        limit_hit(s, req, resp, 500, STATS_RENDER_TOO_LARGE,
+                  "The page is too large to be rendered; the error is logged.", line);
+    } else if (rc < 0) {
         log_error("render failed: %s", e.text);
         response_error(resp, 500, "The page could not be rendered; the error is logged.");
-        resp->no_store = 1;
-        resp->no_store_reason = STATS_SKIP_HANDLER;
     } else {
         buf_append_str(&resp->content_type, "text/html; charset=utf-8");
+        return;
     }
-    json_decref(data);
+    resp->no_store = 1;
+    resp->no_store_reason = STATS_SKIP_HANDLER;
 }
 
 static void template_destroy(void *state)
@@ -321,9 +399,13 @@ static void template_destroy(void *state)
     if (!s)
         return;
     template_set_free(s->set);
-    cache_free(s);
+    if (--data_cache_users == 0) {
+        datacache_free(data_cache);
+        data_cache = NULL;
+    }
     upstream_client_free(s->client);
     upstream_resp_fini(&s->ures);
+    buf_fini(&s->text);
     free(s);
 }
 

@@ -130,6 +130,7 @@ void response_reset(struct response *resp, size_t keep)
     resp->no_store = 0;
     resp->no_store_reason = 0;
     resp->ttl = -1;
+    resp->event = 0;
 }
 
 int response_add_header(struct response *resp, const char *name, const char *value,

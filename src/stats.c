@@ -26,6 +26,7 @@ static const char *const counter_names[STATS_N] = {
     "fail_too_large",   "key_drift",      "backend_mismatch", "node_drift",
     "bad_request",      "purged",         "skip_gzip",      "lock_served",
     "skip_target",
+    "render_too_large", "data_too_large", "params_timeout",
 };
 
 struct stats *stats_new(size_t nslots)

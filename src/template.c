@@ -10,9 +10,17 @@
  * entries, deeper nesting is a compile error. Rendering recurses once per
  * section and per partial, so its depth is bounded by the nesting limit times
  * the partial depth limit (TEMPLATE_MAX_PARTIAL_DEPTH, an error past it):
- * about 6,400 small frames, under 1 MB of stack even unoptimised. Output
- * size is not bounded here: nested sections over long lists multiply, as
- * Mustache means them to.
+ * about 6,400 small frames, under 1 MB of stack even unoptimised.
+ *
+ * Output and work. Nested sections over long lists multiply, as Mustache
+ * means them to: two sections over a 100-item list print the inner body
+ * 10,000 times, five print it 10^10 times. So a capped render
+ * (template_render_capped) checks after every op and every section
+ * iteration how far the output has grown and how many steps (ops run plus
+ * section iterations) it has taken, and stops as soon as either passes its
+ * cap; the output then overshoots the cap by at most one op's text or one
+ * value. Steps are capped at TEMPLATE_STEPS_PER_BYTE per byte of the output
+ * cap, so a template that loops without printing stops too.
  *
  * Standalone lines. The compiler tracks the current source line: the op
  * index where it began and whether anything but blanks appeared on it. A
@@ -51,6 +59,11 @@
 
 #define TEMPLATE_MAX_NESTING 100
 #define TEMPLATE_MAX_PARTIAL_DEPTH 64
+/* Steps a capped render may take per byte of its output cap. A page spends
+ * well under one step per byte it prints; 8 leaves room for templates that
+ * skip most items of a long list, and bounds the CPU of one render to well
+ * under a second for the default 4 MiB cap. */
+#define TEMPLATE_STEPS_PER_BYTE 8
 /* Longest name quoted in an error message. */
 #define TEMPLATE_QUOTE_MAX 64
 
@@ -474,6 +487,7 @@ static size_t compile_tag(struct compiler *c, size_t tag_off)
 
     if (sigil == '\0' || sigil == '&' || sigil == '{') {
         struct template_op *op = push_op(c, sigil == '\0' ? OP_ESCAPED : OP_RAW, a, 0);
+        op->at = tag_off;
         if (parse_name(c, op, tag_off, a, b - a) < 0)
             return 0;
         c->line_content = 1;
@@ -751,7 +765,39 @@ struct render {
     struct buf indent; /* indentation strings of the enclosing partials */
     size_t ind_off, ind_len;
     int depth; /* partial depth */
+    /* Caps of a capped render (SIZE_MAX: none). */
+    size_t start;      /* out->len when the render began */
+    size_t max_output; /* bytes the render may append */
+    size_t max_steps, steps;
+    int too_large;     /* a cap was passed */
+    /* The innermost section being iterated (or NULL), named in the error
+     * when a cap is passed: that is where the output multiplies. */
+    const struct template *sec_t;
+    const struct template_op *sec_op;
 };
+
+/* Counts one step and checks the caps after op (of t) ran. Returns 0, or -1
+ * with the error set when a cap has been passed. */
+static int spend(struct render *r, const struct template *t, const struct template_op *op)
+{
+    r->steps++;
+    size_t grown = r->out->len - r->start;
+    if (grown <= r->max_output && r->steps <= r->max_steps)
+        return 0;
+    r->too_large = 1;
+    const struct template *where_t = r->sec_t ? r->sec_t : t;
+    /* Tags know where they stand; text and indentation ops start at off. */
+    size_t at = r->sec_op ? r->sec_op->at
+                          : (op->type == OP_TEXT || op->type == OP_INDENT) ? op->off : op->at;
+    int line, col;
+    position(where_t->src, at, &line, &col);
+    if (grown > r->max_output)
+        err_set(r->err, where_t->name, line, col, "output larger than %zu bytes", r->max_output);
+    else
+        err_set(r->err, where_t->name, line, col, "more than %zu steps for %zu bytes of output",
+                r->max_steps, grown);
+    return -1;
+}
 
 static void ctx_push(struct render *r, const json_t *v)
 {
@@ -1026,21 +1072,28 @@ static int render_ops(struct render *r, const struct template *t, size_t from, s
             break;
         case OP_SECTION: {
             const json_t *v = lookup(r, t, op);
+            const struct template *saved_t = r->sec_t;
+            const struct template_op *saved_op = r->sec_op;
+            r->sec_t = t;
+            r->sec_op = op;
+            int rc = 0;
             if (json_is_array(v)) {
-                for (size_t k = 0; k < json_array_size(v); k++) {
+                for (size_t k = 0; k < json_array_size(v) && rc == 0; k++) {
                     ctx_push(r, json_array_get(v, k));
-                    int rc = render_ops(r, t, i + 1, op->end);
+                    rc = render_ops(r, t, i + 1, op->end);
                     r->n--;
-                    if (rc < 0)
-                        return -1;
+                    if (rc == 0)
+                        rc = spend(r, t, op);
                 }
             } else if (truthy(v)) {
                 ctx_push(r, v);
-                int rc = render_ops(r, t, i + 1, op->end);
+                rc = render_ops(r, t, i + 1, op->end);
                 r->n--;
-                if (rc < 0)
-                    return -1;
             }
+            r->sec_t = saved_t;
+            r->sec_op = saved_op;
+            if (rc < 0)
+                return -1;
             i = op->end - 1;
             break;
         }
@@ -1054,11 +1107,14 @@ static int render_ops(struct render *r, const struct template *t, size_t from, s
                 return -1;
             break;
         }
+        if (spend(r, t, op) < 0)
+            return -1;
     }
     return 0;
 }
 
-int template_render(const struct template *t, const json_t *data, struct buf *out, struct err *err)
+int template_render_capped(const struct template *t, const json_t *data, size_t max_output,
+                           struct buf *out, struct err *err)
 {
     struct render r;
     memset(&r, 0, sizeof r);
@@ -1069,8 +1125,20 @@ int template_render(const struct template *t, const json_t *data, struct buf *ou
         ctx_push(&r, data);
     /* Leave out NUL-terminated even when nothing is appended. */
     buf_append(out, "", 0);
+    r.start = out->len;
+    r.max_output = max_output ? max_output : SIZE_MAX;
+    r.max_steps = max_output && max_output <= SIZE_MAX / TEMPLATE_STEPS_PER_BYTE
+                      ? max_output * TEMPLATE_STEPS_PER_BYTE
+                      : SIZE_MAX;
     int rc = render_ops(&r, t, 0, t->nops);
     free(r.stack);
     buf_fini(&r.indent);
+    if (rc < 0 && r.too_large)
+        return TEMPLATE_TOO_LARGE;
     return rc;
+}
+
+int template_render(const struct template *t, const json_t *data, struct buf *out, struct err *err)
+{
+    return template_render_capped(t, data, 0, out, err);
 }

@@ -26,7 +26,15 @@
  * Per request, the response is written and the request finished BEFORE the
  * store, so the client never waits on memcached; everything the store
  * needs was copied into the store job and the worker's own response
- * buffers while the params were still valid. */
+ * buffers while the params were still valid.
+ * The params deadline: every read of a connection (its params, its body,
+ * the final drain) is bounded by params_timeout_ms with a timer whose
+ * signal (SIGRTMIN, installed by fcgi_conn_new, never blocked, only armed
+ * while fcgi.c reads) shuts the connection down; see fcgi.c. A connection
+ * that delivers no complete request in time is closed, counted
+ * (params_timeout) and logged at most once per NOTE_INTERVAL_MS; a kept
+ * connection (FCGI_KEEP_CONN) that brings no next request within the same
+ * time is closed too, so no client holds a worker past that. */
 #include "config.h"
 
 #include "memfill/worker.h"
@@ -140,7 +148,13 @@ static void take_pending_signals(void)
 }
 
 /* Kinds of configuration-drift notes (rate-limited in the log). */
-enum note_kind { NOTE_KEY_DRIFT, NOTE_BACKEND_MISMATCH, NOTE_NODE_DRIFT, NOTE_KINDS };
+enum note_kind {
+    NOTE_KEY_DRIFT,
+    NOTE_BACKEND_MISMATCH,
+    NOTE_NODE_DRIFT,
+    NOTE_PARAMS_TIMEOUT,
+    NOTE_KINDS
+};
 
 struct worker {
     const struct site *site;
@@ -178,6 +192,8 @@ static void note_uri(struct worker *w)
     w->slot->uri[n] = '\0';
 }
 
+static void note_params_timeout(struct worker *w, const char *what);
+
 /* Reads the request body into w->body, or answers 413/400. Returns 0 when
  * the request can go on. */
 static int read_body(struct worker *w)
@@ -185,6 +201,12 @@ static int read_body(struct worker *w)
     const char *cl = request_param(&w->req, "CONTENT_LENGTH");
     uint64_t len = 0;
     if (!cl || !*cl)
+        return 0;
+    /* A GET or HEAD is answered as without its body: nginx passes
+     * CONTENT_LENGTH even when its memcached module has discarded the body
+     * and sends none. Nothing is read here; fcgi_finish drains whatever
+     * comes (bounded). */
+    if (w->req.method_bit & (CONFIG_METHOD_GET | CONFIG_METHOD_HEAD))
         return 0;
     if (util_parse_u64(cl, strlen(cl), UINT64_MAX, &len) < 0) {
         response_error(&w->resp, 400, "The request has a malformed Content-Length.");
@@ -197,7 +219,14 @@ static int read_body(struct worker *w)
         fcgi_drain_body(w->conn, 1u << 20);
         return -1;
     }
-    if (len > 0 && fcgi_read_body(w->conn, (size_t)len, &w->body) < 0) {
+    int rc = len > 0 ? fcgi_read_body(w->conn, (size_t)len, &w->body) : 0;
+    if (rc == -ETIMEDOUT) {
+        /* The connection is shut down: this answer reaches nobody. */
+        note_params_timeout(w, "its body");
+        response_error(&w->resp, 400, "The request body did not arrive in time.");
+        return -1;
+    }
+    if (rc < 0) {
         response_error(&w->resp, 400, "The request body ended early.");
         return -1;
     }
@@ -278,6 +307,22 @@ static void log_note(struct worker *w, enum note_kind kind, struct buf *s)
     buf_reset(s, 4096);
 }
 
+/* A connection did not deliver what (its params, its body) within
+ * params_timeout_ms and was closed: counted, and logged rate-limited. */
+static void note_params_timeout(struct worker *w, const char *what)
+{
+    count(w, STATS_PARAMS_TIMEOUT);
+    if (!note_allowed(w, NOTE_PARAMS_TIMEOUT))
+        return;
+    char peer[128];
+    fcgi_peer(w->conn, peer, sizeof peer);
+    struct buf *s = &w->scratch;
+    buf_reset(s, 4096);
+    buf_printf(s, "closed a FastCGI connection from %s: %s did not arrive within "
+                  "params_timeout_ms (%u ms)", peer, what, w->cfg->params_timeout_ms);
+    log_note(w, NOTE_PARAMS_TIMEOUT, s);
+}
+
 static void log_notes(struct worker *w)
 {
     const struct store_job *j = &w->job;
@@ -332,6 +377,8 @@ static void serve_one(struct worker *w, char **envp)
     request_init(&w->req, envp);
     note_uri(w);
     size_t route = produce(w);
+    if (w->resp.event > 0 && w->resp.event < STATS_N)
+        count(w, (enum stats_counter)w->resp.event);
     store_prepare(w->site, &w->req, route, &w->resp, &w->job);
     stampede_settle(&w->stampede, &w->job);
     /* A warm-up (memfillctl warm; nginx never sends MEMFILL_WARM) stores
@@ -413,9 +460,9 @@ void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t
     w.slot->pid = getpid();
     w.slot->born_ms = util_now_ms();
     w.slot->state = STATS_STATE_STARTING;
-    w.conn = fcgi_conn_new(listen_fd);
+    w.conn = fcgi_conn_new(listen_fd, w.cfg->params_timeout_ms);
     if (!w.conn) {
-        log_error("cannot initialise libfcgi on the listening socket");
+        log_perr(LOG_ERROR, "cannot initialise libfcgi and the params deadline");
         _exit(70);
     }
     w.mc = mcwriter_new(w.cfg);
@@ -434,8 +481,14 @@ void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t
         if (getppid() != master_pid)
             break; /* orphaned without the death signal (it raced the fork) */
         w.slot->state = STATS_STATE_IDLE;
+        /* A kept connection must bring its next request within the params
+         * deadline too, or it goes and the worker serves the listener. */
+        int kept = fcgi_kept(w.conn);
+        struct timespec idle = {w.cfg->params_timeout_ms / 1000,
+                                (long)(w.cfg->params_timeout_ms % 1000) * 1000000L};
         struct pollfd pfd = {fcgi_wait_fd(w.conn), POLLIN, 0};
-        if (ppoll(&pfd, 1, NULL, &worker_waitmask) < 0) {
+        int ready = ppoll(&pfd, 1, kept ? &idle : NULL, &worker_waitmask);
+        if (ready < 0) {
             if (errno == EINTR)
                 continue; /* a signal: look at the flags */
             log_perr(LOG_ERROR, "poll on the listening socket failed; worker exits");
@@ -444,17 +497,27 @@ void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t
         take_pending_signals();
         if (worker_stop)
             break;
+        if (ready == 0) {
+            log_debug("closed a kept FastCGI connection idle for %u ms",
+                      w.cfg->params_timeout_ms);
+            fcgi_close_kept(w.conn);
+            continue;
+        }
         /* libfcgi now reads the params, blocking and with the stop signals
-         * blocked: a connection that sends nothing would hold the worker
-         * for ever. Counted as a request (empty URI), request_timeout
-         * ends it. */
+         * blocked, within params_timeout_ms (fcgi.c's deadline). Counted as
+         * a request (empty URI) meanwhile; request_timeout remains the
+         * backstop. */
         w.slot->uri[0] = '\0';
         w.slot->started_ms = util_now_ms();
         w.slot->state = STATS_STATE_BUSY;
         char **envp = NULL;
         int rc = fcgi_accept(w.conn, &envp);
+        if (rc == -ETIMEDOUT) {
+            note_params_timeout(&w, "a complete request");
+            continue;
+        }
         if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
-            continue; /* another worker took it */
+            continue; /* another worker took it, or it ended early */
         if (rc < 0) {
             if (!worker_stop)
                 log_error("accept failed (%d); worker exits", rc);

@@ -349,6 +349,148 @@ START_TEST(test_template_limit_hostile_inputs)
 }
 END_TEST
 
+/*---- Output and work caps (template_render_capped) ----*/
+
+/* Compiles src as "t" (with partials, may be NULL) and renders it over
+ * data_json with the cap; returns the render's answer, the output in out
+ * (appended) and the formatted error in msg. */
+static int render_capped(const char *src, const json_t *partials, const char *data_json,
+                         size_t cap, struct buf *out, char *msg, size_t msglen)
+{
+    struct template_set *set = template_set_new(NULL);
+    struct err err;
+    err_clear(&err);
+    const char *name;
+    json_t *text;
+    json_object_foreach ((json_t *)partials, name, text)
+        ck_assert_ptr_nonnull(template_set_add_string(set, name, json_string_value(text),
+                                                      json_string_length(text), NULL));
+    const struct template *t = template_set_add_string(set, "t", src, strlen(src), &err);
+    ck_assert_ptr_nonnull(t);
+    json_t *data = data_json ? json_loads(data_json, 0, NULL) : NULL;
+    int rc = template_render_capped(t, data, cap, out, &err);
+    msg[0] = '\0';
+    if (rc < 0)
+        err_format(&err, msg, msglen);
+    json_decref(data);
+    template_set_free(set);
+    return rc;
+}
+
+/* "[0,1,...,n-1]" as JSON text, in a static buffer. */
+static const char *list_json(const char *name, int n)
+{
+    static char text[16384];
+    int len = snprintf(text, sizeof text, "{\"%s\":[", name);
+    for (int i = 0; i < n; i++)
+        len += snprintf(text + len, sizeof text - (size_t)len, "%s%d", i ? "," : "", i);
+    snprintf(text + len, sizeof text - (size_t)len, "]}");
+    return text;
+}
+
+START_TEST(test_template_cap_exact)
+{
+    char msg[512];
+    struct buf out = BUF_INIT;
+    /* 10 items x "xy": 20 bytes fit a cap of 20... */
+    ck_assert_int_eq(render_capped("{{#a}}xy{{/a}}", NULL, list_json("a", 10), 20, &out, msg,
+                                   sizeof msg), 0);
+    ck_assert_uint_eq(out.len, 20);
+    /* ...not one of 19: stopped after the op that passed it. */
+    buf_reset(&out, 0);
+    ck_assert_int_eq(render_capped("{{#a}}xy{{/a}}", NULL, list_json("a", 10), 19, &out, msg,
+                                   sizeof msg), TEMPLATE_TOO_LARGE);
+    ck_assert_uint_eq(out.len, 20);
+    ck_assert_str_eq(msg, "t:1:1: output larger than 19 bytes");
+    ck_assert_uint_eq(out.data[out.len], '\0');
+    /* The cap counts what this render appends, not what out held before. */
+    buf_reset(&out, 0);
+    buf_append_str(&out, "0123456789012345678901234567890123456789");
+    ck_assert_int_eq(render_capped("{{#a}}xy{{/a}}", NULL, list_json("a", 10), 20, &out, msg,
+                                   sizeof msg), 0);
+    ck_assert_uint_eq(out.len, 60);
+    /* 0 means no cap. */
+    buf_reset(&out, 0);
+    ck_assert_int_eq(render_capped("{{#a}}xy{{/a}}", NULL, list_json("a", 10), 0, &out, msg,
+                                   sizeof msg), 0);
+    ck_assert_uint_eq(out.len, 20);
+    buf_fini(&out);
+}
+END_TEST
+
+/* Five sections over a 100-item list would print 10^10 bodies: the render
+ * stops just past the cap, and the error names the innermost section. */
+START_TEST(test_template_cap_nested_sections_stop_early)
+{
+    char msg[512];
+    struct buf out = BUF_INIT;
+    const char *tpl = "<ul>\n{{#a}}{{#a}}{{#a}}\n  {{#a}}{{#a}}<li>{{.}}</li>{{/a}}{{/a}}\n"
+                      "{{/a}}{{/a}}{{/a}}</ul>\n";
+    uint64_t t0 = util_now_ms();
+    ck_assert_int_eq(render_capped(tpl, NULL, list_json("a", 100), 1 << 20, &out, msg,
+                                   sizeof msg), TEMPLATE_TOO_LARGE);
+    ck_assert_uint_gt(out.len, 1 << 20);
+    ck_assert_uint_le(out.len, (1 << 20) + 16);
+    ck_assert_str_eq(msg, "t:3:9: output larger than 1048576 bytes");
+    /* A generous bound: the uncapped render would take hours. */
+    ck_assert_uint_lt(util_now_ms() - t0, 10000);
+    buf_fini(&out);
+}
+END_TEST
+
+/* A value is appended whole: the overshoot is at most one value. */
+START_TEST(test_template_cap_overshoot_one_value)
+{
+    char msg[512];
+    struct buf out = BUF_INIT;
+    char data[300];
+    snprintf(data, sizeof data, "{\"v\":\"%0200d\"}", 7);
+    ck_assert_int_eq(render_capped("ab{{v}}cd{{v}}", NULL, data, 10, &out, msg, sizeof msg),
+                     TEMPLATE_TOO_LARGE);
+    ck_assert_uint_eq(out.len, 202);
+    ck_assert_str_eq(msg, "t:1:3: output larger than 10 bytes");
+    buf_fini(&out);
+}
+END_TEST
+
+/* Sections that print nothing still cost steps: 8 per byte of the cap. */
+START_TEST(test_template_cap_steps_without_output)
+{
+    char msg[512];
+    struct buf out = BUF_INIT;
+    ck_assert_int_eq(render_capped("{{#a}}{{#a}}{{#a}}{{#a}}{{#a}}{{/a}}{{/a}}{{/a}}{{/a}}{{/a}}",
+                                   NULL, list_json("a", 100), 4096, &out, msg, sizeof msg),
+                     TEMPLATE_TOO_LARGE);
+    ck_assert_uint_eq(out.len, 0);
+    ck_assert_str_eq(msg, "t:1:25: more than 32768 steps for 0 bytes of output");
+    /* The same over a short list is well within the steps. */
+    buf_reset(&out, 0);
+    ck_assert_int_eq(render_capped("{{#a}}{{#a}}{{#a}}{{/a}}{{/a}}{{/a}}.", NULL,
+                                   list_json("a", 10), 4096, &out, msg, sizeof msg), 0);
+    ck_assert_str_eq(out.data, ".");
+    buf_fini(&out);
+}
+END_TEST
+
+/* The cap holds through partials; the error names the partial's section. */
+START_TEST(test_template_cap_through_partials)
+{
+    char msg[512];
+    struct buf out = BUF_INIT;
+    json_t *partials = json_pack("{s:s}", "p", "{{#a}}0123456789{{/a}}");
+    ck_assert_int_eq(render_capped("{{>p}}{{>p}}", partials, list_json("a", 100), 2000, &out,
+                                   msg, sizeof msg), 0);
+    ck_assert_uint_eq(out.len, 2000);
+    buf_reset(&out, 0);
+    ck_assert_int_eq(render_capped("{{>p}}{{>p}}", partials, list_json("a", 100), 1500, &out,
+                                   msg, sizeof msg), TEMPLATE_TOO_LARGE);
+    ck_assert_uint_eq(out.len, 1510);
+    ck_assert_str_eq(msg, "p:1:1: output larger than 1500 bytes");
+    json_decref(partials);
+    buf_fini(&out);
+}
+END_TEST
+
 /*---- Values: escaping, numbers, truthiness ----*/
 
 START_TEST(test_template_escape_html)
@@ -627,6 +769,15 @@ Suite *template_suite(void)
     tcase_add_test(tc, test_template_limit_deepest_render);
     tcase_add_test(tc, test_template_limit_hostile_inputs);
     tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("Caps");
+    tcase_add_test(tc, test_template_cap_exact);
+    tcase_add_test(tc, test_template_cap_nested_sections_stop_early);
+    tcase_add_test(tc, test_template_cap_overshoot_one_value);
+    tcase_add_test(tc, test_template_cap_steps_without_output);
+    tcase_add_test(tc, test_template_cap_through_partials);
+    tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("Values");

@@ -99,6 +99,7 @@ struct config {
     unsigned shutdown_timeout; /* seconds */
     unsigned long max_body;    /* request body bytes accepted */
     unsigned long max_params;  /* total bytes of FastCGI params accepted */
+    unsigned params_timeout_ms; /* a connection's params must arrive within this */
 
     char *log_file; /* NULL = stderr */
     enum log_level log_level;
@@ -126,6 +127,11 @@ struct config {
     unsigned lock_wait_ms; /* stampede protection: how long a miss waits for the
                               worker producing the same page; 0 = off */
     unsigned lock_ttl;     /* seconds the stampede lock lives at most */
+
+    /* template: bounds of one render and of the parsed-data cache */
+    unsigned long template_max_output; /* bytes one render may produce */
+    unsigned long template_max_data;   /* bytes of a data file or data_url document */
+    unsigned long template_data_cache; /* estimated bytes of parsed data a worker keeps */
 
     /* status and purge endpoints */
     char *admin_listen; /* status listener served by the master; NULL = none */

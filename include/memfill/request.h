@@ -75,6 +75,8 @@ struct response {
     int no_store_reason;      /* a store_reason value when no_store */
     long ttl;                 /* seconds from the handler/origin; -1 = route default */
     struct buf tags;          /* space-separated tags for the tag index */
+    int event;                /* a stats counter the worker adds one to (a limit the
+                                 handler hit, e.g. render_too_large); 0 = none */
 };
 
 void response_init(struct response *resp);

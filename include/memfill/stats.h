@@ -45,6 +45,10 @@ enum stats_counter {
     STATS_SKIP_TARGET,       /* relay: the key does not pin down what was relayed (a
                                 decoded '?' in the path, a key without the path,
                                 MEMC_KEY differing from cache.key) */
+    STATS_RENDER_TOO_LARGE,  /* a template's output passed template.max_output (500) */
+    STATS_DATA_TOO_LARGE,    /* a data file or data_url document over template.max_data */
+    STATS_PARAMS_TIMEOUT,    /* a FastCGI connection closed: no complete request within
+                                params_timeout_ms */
     STATS_N
 };
 

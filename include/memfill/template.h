@@ -15,7 +15,7 @@
  * true and false as words, and null, objects and arrays as nothing.
  * Templates and values may hold NUL bytes. Limits: sections nest at most 100
  * deep in one template (compile error), partials at most 64 deep (render
- * error). */
+ * error); a capped render bounds the output and the work. */
 #ifndef MEMFILL_TEMPLATE_H
 #define MEMFILL_TEMPLATE_H
 
@@ -62,5 +62,20 @@ const struct template *template_set_add_string(struct template_set *set, const c
  * than 64 deep; out then holds a partial result. */
 int template_render(const struct template *t, const json_t *data, struct buf *out,
                     struct err *err);
+
+/* template_render_capped's answer when a cap was passed. */
+#define TEMPLATE_TOO_LARGE (-2)
+
+/* Like template_render, but stops as soon as the output has grown by more
+ * than max_output bytes, or the render has taken more than 8 steps (ops
+ * run and section iterations) per byte of max_output, so nested sections
+ * over long lists cannot build a huge page or loop for ever. Returns 0;
+ * TEMPLATE_TOO_LARGE with err set ("file:line:col" of the innermost section
+ * being iterated, "output larger than N bytes" or "more than N steps...")
+ * when a cap was passed, out then holding at most max_output bytes plus
+ * one op's text or one value; or -1 as template_render. max_output 0 means
+ * no cap (template_render). */
+int template_render_capped(const struct template *t, const json_t *data, size_t max_output,
+                           struct buf *out, struct err *err);
 
 #endif
