@@ -315,13 +315,15 @@ class Memcached:
         self.f.readline()  # END
         return val, int(parts[2])
 
-    def wait(self, key, timeout=2.0):
-        """get, retried until the item appears: memfill stores after it has
-        answered nginx, so the item lands a moment after the response."""
+    def wait(self, key, timeout=2.0, want=None):
+        """get, retried until the item appears (or, with want, until it is
+        want): memfill stores after it has answered nginx, so the item
+        lands a moment after the response."""
         end = time.monotonic() + timeout
         while True:
             item = self.get(key)
-            if item is not None or time.monotonic() > end:
+            if (item == want if want is not None else item is not None) or \
+                    time.monotonic() > end:
                 return item
             time.sleep(0.01)
 
