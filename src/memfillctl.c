@@ -14,6 +14,7 @@
 #include "memfill/config.h"
 #include "memfill/discovery.h"
 #include "memfill/key.h"
+#include "memfill/keyloc.h"
 #include "memfill/log.h"
 #include "memfill/nginxconf.h"
 #include "memfill/purge.h"
@@ -104,9 +105,9 @@ static struct nodesel *load_selector(struct config **out)
 static int where_one(const struct nodesel *sel, const char *raw, size_t len)
 {
     struct buf esc = BUF_INIT;
-    key_escape(raw, len, &esc);
-    int node = nodesel_pick(sel, raw, len);
-    int ok = len > 0 && node >= 0 && esc.len <= KEY_MAX_ESCAPED;
+    int node;
+    enum keyloc_fit fit = keyloc_find(sel, raw, len, &esc, &node);
+    int ok = fit == KEYLOC_OK;
     const char *name = "-";
     if (ok) {
         const struct nodesel_server *s = nodesel_server(sel, (size_t)node);
@@ -116,7 +117,7 @@ static int where_one(const struct nodesel *sel, const char *raw, size_t len)
     if (!ok) {
         struct buf shown = BUF_INIT;
         log_escape(&shown, raw, len, 80);
-        if (len == 0)
+        if (fit == KEYLOC_EMPTY)
             fprintf(stderr, "memfillctl: where: empty key: nginx answers 500 and never reads "
                             "it\n");
         else
@@ -370,7 +371,8 @@ static int cmd_purge(int argc, char **argv)
         }
         int r = purge_key(mc, sel, raw.data ? raw.data : "", raw.len);
         struct buf esc = BUF_INIT;
-        key_escape(raw.data ? raw.data : "", raw.len, &esc);
+        int node;
+        keyloc_find(sel, raw.data ? raw.data : "", raw.len, &esc, &node);
         printf("%s\t%s\n", esc.data ? esc.data : "",
                r > 0 ? "purged" : r == 0 ? "not cached" : "failed");
         if (r < 0)
