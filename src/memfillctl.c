@@ -11,6 +11,7 @@
  * 64 usage, 78 config. */
 #include "config.h"
 
+#include "memfill/adminclient.h"
 #include "memfill/config.h"
 #include "memfill/discovery.h"
 #include "memfill/key.h"
@@ -19,7 +20,6 @@
 #include "memfill/nginxconf.h"
 #include "memfill/purge.h"
 #include "memfill/request.h"
-#include "memfill/statusd.h"
 #include "memfill/site.h"
 #include "memfill/template.h"
 #include "memfill/util.h"
@@ -72,8 +72,13 @@ static struct config *load_config(void)
         struct discovery_result r;
         int rc = discovery_fetch(cfg->discovery_endpoint, 2000, &r, &e);
         if (rc > 0) {
-            config_set_servers(cfg, r.addresses, r.n);
+            int set = config_set_servers(cfg, r.addresses, r.n, &e);
             discovery_result_fini(&r);
+            if (set < 0) {
+                fprintf(stderr, "memfillctl: %s\n", e.text);
+                config_free(cfg);
+                return NULL;
+            }
         } else if (rc < 0) {
             fprintf(stderr, "memfillctl: %s; using the configured nodes\n", e.text);
         }
@@ -81,23 +86,13 @@ static struct config *load_config(void)
     return cfg;
 }
 
-/* Loads the config and its node selector; returns the selector (and the
- * config in *out), or NULL after printing the error. */
-static struct nodesel *load_selector(struct config **out)
+/* Loads the config; returns its node selector (and the config in *out),
+ * or NULL after printing the error. */
+static const struct nodesel *load_selector(struct config **out)
 {
     struct config *cfg = load_config();
     *out = cfg;
-    if (!cfg)
-        return NULL;
-    struct err e;
-    err_clear(&e);
-    struct nodesel *sel = config_nodesel_new(cfg, &e);
-    if (!sel) {
-        fprintf(stderr, "memfillctl: memcached.servers: %s\n", e.text);
-        config_free(cfg);
-        *out = NULL;
-    }
-    return sel;
+    return cfg ? cfg->nodes : NULL;
 }
 
 /* ---- where ---- */
@@ -165,7 +160,7 @@ static int cmd_where(int argc, char **argv)
         return EX_USAGE;
     }
     struct config *cfg;
-    struct nodesel *sel = load_selector(&cfg);
+    const struct nodesel *sel = load_selector(&cfg);
     if (!sel)
         return EX_CONFIG;
     int rc = 0;
@@ -198,7 +193,6 @@ static int cmd_where(int argc, char **argv)
         rc |= where_one(sel, key.data ? key.data : "", key.len);
     }
     buf_fini(&key);
-    nodesel_free(sel);
     config_free(cfg);
     return rc;
 }
@@ -323,7 +317,7 @@ static int cmd_purge(int argc, char **argv)
         return EX_USAGE;
     }
     struct config *cfg;
-    struct nodesel *sel = load_selector(&cfg);
+    const struct nodesel *sel = load_selector(&cfg);
     if (!sel)
         return EX_CONFIG;
     struct err e;
@@ -331,8 +325,7 @@ static int cmd_purge(int argc, char **argv)
     struct key_pattern *pat = key_pattern_compile(cfg->key, &e);
     if (!pat) {
         fprintf(stderr, "memfillctl: purge: %s\n", e.text);
-        nodesel_free(sel);
-        config_free(cfg);
+            config_free(cfg);
         return EX_CONFIG;
     }
     struct mcwriter *mc = mcwriter_new(cfg);
@@ -382,7 +375,6 @@ static int cmd_purge(int argc, char **argv)
     }
     mcwriter_free(mc);
     key_pattern_free(pat);
-    nodesel_free(sel);
     config_free(cfg);
     return rc;
 }
