@@ -731,30 +731,20 @@ struct config *config_load_string(const char *text, size_t len, const char *sour
     return cfg;
 }
 
+/* A config file is a few kilobytes; anything near this is a wrong file. */
+#define CONFIG_FILE_MAX ((size_t)16 << 20)
+
 struct config *config_load(const char *path, unsigned flags, struct err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err_set(err, path, 0, 0, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
     struct buf text = BUF_INIT;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        buf_append(&text, chunk, n);
-        if (text.len > (16u << 20)) {
-            fclose(f);
-            buf_fini(&text);
+    struct err e;
+    err_clear(&e);
+    if (util_read_file(path, CONFIG_FILE_MAX, &text, &e) < 0) {
+        if (errno == EFBIG)
             err_set(err, path, 0, 0, "file is larger than 16 MiB");
-            return NULL;
-        }
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (rerr) {
+        else
+            err_set(err, path, 0, 0, "cannot open: %s", e.text);
         buf_fini(&text);
-        err_set(err, path, 0, 0, "read error");
         return NULL;
     }
     char *slash = strrchr(path, '/');

@@ -450,21 +450,15 @@ void warm_tally_format(const struct warm_tally *t, struct buf *out)
 
 /* ---- options ---- */
 
-static int read_file(const char *path, struct buf *out)
+/* Largest --from or --sitemap file read (a sitemap holds at most 50 MB). */
+#define WARM_LIST_MAX ((size_t)64 << 20)
+
+/* Reads a URL list or sitemap whole; "-" is standard input. */
+static int read_list(const char *path, struct buf *out, struct err *err)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f)
-        return -1;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(out, chunk, n);
-    int bad = ferror(f);
-    if (f != stdin)
-        fclose(f);
-    if (!out->data)
-        buf_append(out, "", 0);
-    return bad ? -1 : 0;
+    if (strcmp(path, "-") == 0)
+        return util_read_fd(0, "(stdin)", WARM_LIST_MAX, out, err);
+    return util_read_file(path, WARM_LIST_MAX, out, err);
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned *out)
@@ -498,8 +492,10 @@ int warm_opts_parse(int argc, char **argv, struct warm_opts *o, FILE *err)
             }
             const char *path = argv[++i];
             struct buf text = BUF_INIT;
-            if (read_file(path, &text) < 0) {
-                fprintf(err, "memfillctl: warm: cannot read %s: %s\n", path, strerror(errno));
+            struct err re;
+            err_clear(&re);
+            if (read_list(path, &text, &re) < 0) {
+                fprintf(err, "memfillctl: warm: cannot read %s: %s\n", path, re.text);
                 buf_fini(&text);
                 return EX_NOINPUT;
             }
