@@ -416,11 +416,23 @@ static int cmd_stats(int argc, char **argv)
 static int cmd_warm(int argc, char **argv)
 {
     struct warm_opts o;
-    int rc = warm_opts_parse(argc, argv, &o, stderr);
+    struct err e;
+    err_clear(&e);
+    int rc = warm_opts_parse(argc, argv, &o, &e);
+    for (const char *p = o.notes.data, *nl; p && (nl = strchr(p, '\n')); p = nl + 1)
+        fprintf(stderr, "memfillctl: warm: %.*s\n", (int)(nl - p), p);
     if (rc == 0) {
         struct config *cfg = load_config();
-        rc = cfg ? warm_run(cfg, &o, stderr) : EX_CONFIG;
+        rc = cfg ? warm_run(cfg, &o, stderr, &e) : EX_CONFIG;
         config_free(cfg);
+    }
+    if (e.set) {
+        char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];
+        /* A config error names its file; the others are the command's. */
+        if (e.source[0])
+            fprintf(stderr, "%s\n", err_format(&e, msg, sizeof msg));
+        else
+            fprintf(stderr, "memfillctl: warm: %s\n", e.text);
     }
     warm_opts_fini(&o);
     return rc;
