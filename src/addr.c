@@ -65,7 +65,8 @@ static int parse_unix(const char *s, unsigned flags, struct addr *out, struct er
 
 static int refuse_form(const char *s, unsigned flags, struct err *err)
 {
-    err_set(err, NULL, 0, 0, "expected \"host:port\", \"[v6]:port\"%s or \"unix:/path\", got \"%s\"",
+    err_set(err, NULL, 0, 0,
+            "expected \"host:port\", \"[v6]:port\"%s or \"unix:/path\", got \"%s\"",
             flags & ADDR_ANY_HOST ? ", \"*:port\"" : "", s);
     return -1;
 }

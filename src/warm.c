@@ -584,7 +584,8 @@ static void draw_bar(struct run *r, size_t total)
     for (unsigned i = 0; i < width; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[width] = '\0';
-    fprintf(r->report, "\r\033[Kwarm: [%s] %zu/%zu %.1f/s  stored %zu  skipped %zu  failed %zu", bar,
+    fprintf(r->report,
+            "\r\033[Kwarm: [%s] %zu/%zu %.1f/s  stored %zu  skipped %zu  failed %zu", bar,
             t->requested, total, rate, t->stored, t->skipped, t->failed);
     fflush(r->report);
     r->bar_drawn = 1;
