@@ -1,4 +1,4 @@
-/* admin.c - the PURGE endpoint and the guard in front of it.
+/* admin.c - the PURGE endpoint.
  *
  * Security: purge is off until admin.token is set, and then needs both the
  * token (X-Memfill-Token) and a client address inside admin.allow (default
@@ -10,26 +10,13 @@
 #include "config.h"
 
 #include "memfill/admin.h"
-#include "memfill/cidr.h"
+#include "memfill/adminguard.h"
 #include "memfill/key.h"
 #include "memfill/log.h"
 #include "memfill/purge.h"
 #include "memfill/store.h"
 
 #include <string.h>
-
-int admin_allowed(const struct config *cfg, const char *remote_addr, const char *token)
-{
-    /* An empty token never opens anything (the config check refuses it
-     * too, see config.c). */
-    if (!cfg->admin_token || !*cfg->admin_token || !token || !remote_addr)
-        return 0;
-    size_t a = strlen(cfg->admin_token), b = strlen(token);
-    unsigned char diff = (unsigned char)(a != b);
-    for (size_t i = 0; i < a; i++)
-        diff |= (unsigned char)(cfg->admin_token[i] ^ (i < b ? token[i] : 0));
-    return diff == 0 && cidr_list_match(cfg->admin_allow, remote_addr);
-}
 
 static void answer(struct response *resp, int status, const char *json)
 {

@@ -12,9 +12,8 @@
 
 #include "memfill/config.h"
 #include "memfill/buf.h"
-#include "memfill/cidr.h"
+#include "memfill/addr.h"
 #include "memfill/jsonpos.h"
-#include "memfill/listen.h"
 #include "memfill/util.h"
 
 #include <errno.h>
@@ -609,7 +608,7 @@ static int parse_routes(struct loader *ld, json_t *v, const char *path, struct c
 
 /* ---- the node selector ---- */
 
-struct nodesel *config_nodesel_new(const struct config *cfg, struct err *err)
+static struct nodesel *build_nodesel(const struct config *cfg, struct err *err)
 {
     struct nodesel_server *ns = xcalloc(cfg->nservers ? cfg->nservers : 1, sizeof *ns);
     for (size_t i = 0; i < cfg->nservers; i++) {
@@ -630,10 +629,9 @@ static int check_relations(struct loader *ld, struct config *cfg)
         return fail(ld, "", 0, "memcached.servers: expected at least one memcached server");
     struct err e;
     err_clear(&e);
-    struct nodesel *sel = config_nodesel_new(cfg, &e);
-    if (!sel)
+    cfg->nodes = build_nodesel(cfg, &e);
+    if (!cfg->nodes)
         return fail(ld, "memcached.servers", 0, "%s", e.text);
-    nodesel_free(sel);
     if (cfg->min_ttl && cfg->max_ttl && cfg->min_ttl > cfg->max_ttl)
         return fail(ld, "cache.min_ttl", 0, "expected a value not above cache.max_ttl (%u)",
                     cfg->max_ttl);
@@ -646,8 +644,12 @@ static int check_relations(struct loader *ld, struct config *cfg)
         cfg->admin_allow[0] = xstrdup("127.0.0.1/8");
         cfg->admin_allow[1] = xstrdup("::1/128");
     }
+    size_t nallow = 0;
+    while (cfg->admin_allow[nallow])
+        nallow++;
+    cfg->admin_nets = xcalloc(nallow ? nallow : 1, sizeof *cfg->admin_nets);
     for (size_t i = 0; cfg->admin_allow[i]; i++) {
-        if (cidr_parse(cfg->admin_allow[i], NULL) < 0) {
+        if (addr_cidr_parse(cfg->admin_allow[i], &cfg->admin_nets[cfg->nadmin_nets++]) < 0) {
             char p[64];
             snprintf(p, sizeof p, "admin.allow[%zu]", i);
             return fail(ld, p, 0, "expected an address or CIDR such as \"10.0.0.0/8\"");
@@ -660,7 +662,7 @@ static int check_relations(struct loader *ld, struct config *cfg)
                     "expected at least %d bytes (an empty or short token can be guessed), "
                     "e.g. from `head -c 18 /dev/urandom | base64`",
                     CONFIG_ADMIN_TOKEN_MIN);
-    if (cfg->admin_listen && util_starts_with(cfg->admin_listen, "unix:")) {
+    if (cfg->admin_listen && addr_is_unix(cfg->admin_listen, strlen(cfg->admin_listen), 0)) {
         /* A relative socket path is relative to the config's folder, like
          * every other path in the file. */
         size_t room = sizeof(((struct sockaddr_un *)0)->sun_path);
@@ -678,13 +680,18 @@ static int check_relations(struct loader *ld, struct config *cfg)
     }
     if (!(ld->flags & CONFIG_ALLOW_NO_ROUTES) && cfg->nroutes == 0)
         return fail(ld, "", 0, "routes: expected at least one route");
-    char lmsg[256];
-    if (cfg->listen && listen_check_spec(cfg->listen, lmsg, sizeof lmsg) < 0)
-        return fail(ld, "listen", 0, "%s", lmsg);
-    if (cfg->listen_mode && (!cfg->listen || !util_starts_with(cfg->listen, "unix:")))
+    int listen_unix = 0;
+    if (cfg->listen) {
+        struct addr la;
+        err_clear(&e);
+        if (addr_parse(cfg->listen, ADDR_LISTEN, 0, &la, &e) < 0)
+            return fail(ld, "listen", 0, "%s", e.text);
+        listen_unix = la.is_unix;
+        addr_fini(&la);
+    }
+    if (cfg->listen_mode && !listen_unix)
         return fail(ld, "listen_mode", 0, "applies only to a \"unix:/path\" listen socket");
-    if ((cfg->listen_owner || cfg->listen_group) &&
-        (!cfg->listen || !util_starts_with(cfg->listen, "unix:")))
+    if ((cfg->listen_owner || cfg->listen_group) && !listen_unix)
         return fail(ld, cfg->listen_owner ? "listen_owner" : "listen_group", 0,
                     "applies only to a \"unix:/path\" listen socket");
     if (cfg->workers == 0) {
@@ -724,30 +731,20 @@ struct config *config_load_string(const char *text, size_t len, const char *sour
     return cfg;
 }
 
+/* A config file is a few kilobytes; anything near this is a wrong file. */
+#define CONFIG_FILE_MAX ((size_t)16 << 20)
+
 struct config *config_load(const char *path, unsigned flags, struct err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err_set(err, path, 0, 0, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
     struct buf text = BUF_INIT;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        buf_append(&text, chunk, n);
-        if (text.len > (16u << 20)) {
-            fclose(f);
-            buf_fini(&text);
+    struct err e;
+    err_clear(&e);
+    if (util_read_file(path, CONFIG_FILE_MAX, &text, &e) < 0) {
+        if (errno == EFBIG)
             err_set(err, path, 0, 0, "file is larger than 16 MiB");
-            return NULL;
-        }
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (rerr) {
+        else
+            err_set(err, path, 0, 0, "cannot open: %s", e.text);
         buf_fini(&text);
-        err_set(err, path, 0, 0, "read error");
         return NULL;
     }
     char *slash = strrchr(path, '/');
@@ -786,7 +783,7 @@ static void free_values(const struct config_key *keys, void *base)
     }
 }
 
-void config_set_servers(struct config *cfg, char *const *addresses, size_t n)
+int config_set_servers(struct config *cfg, char *const *addresses, size_t n, struct err *err)
 {
     for (size_t i = 0; i < cfg->nservers; i++) {
         free(cfg->servers[i].address);
@@ -799,6 +796,15 @@ void config_set_servers(struct config *cfg, char *const *addresses, size_t n)
         cfg->servers[i].address = xstrdup(addresses[i]);
         cfg->servers[i].weight = 1;
     }
+    nodesel_free(cfg->nodes);
+    struct err e;
+    err_clear(&e);
+    cfg->nodes = build_nodesel(cfg, &e);
+    if (!cfg->nodes) {
+        err_set(err, cfg->path, 0, 0, "memcached.servers: %s", e.text);
+        return -1;
+    }
+    return 0;
 }
 
 void config_free(struct config *cfg)
@@ -810,6 +816,8 @@ void config_free(struct config *cfg)
         free(cfg->servers[i].name);
     }
     free(cfg->servers);
+    nodesel_free(cfg->nodes);
+    free(cfg->admin_nets);
     for (size_t i = 0; i < cfg->nroutes; i++)
         free_values(route_keys, &cfg->routes[i]);
     free(cfg->routes);

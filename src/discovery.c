@@ -10,7 +10,7 @@
 
 #include "memfill/discovery.h"
 #include "memfill/buf.h"
-#include "memfill/mcwriter.h"
+#include "memfill/addr.h"
 #include "memfill/util.h"
 
 #include <errno.h>
@@ -106,10 +106,9 @@ int discovery_parse(const char *reply, size_t len, struct discovery_result *out,
 
 static int connect_timeout(const char *endpoint, unsigned timeout_ms, struct err *err)
 {
-    char *host;
-    unsigned port;
-    int is_unix;
-    if (mcwriter_split_address(endpoint, &host, &port, &is_unix) < 0 || is_unix) {
+    struct addr a;
+    if (addr_parse(endpoint, ADDR_MEMCACHED, ADDR_MEMCACHED_PORT, &a, NULL) < 0 || a.is_unix) {
+        addr_fini(&a);
         err_set(err, NULL, 0, 0, "discovery: bad endpoint \"%s\"", endpoint);
         return -1;
     }
@@ -117,9 +116,9 @@ static int connect_timeout(const char *endpoint, unsigned timeout_ms, struct err
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     char ps[8];
-    snprintf(ps, sizeof ps, "%u", port);
-    int gai = getaddrinfo(host, ps, &hints, &res);
-    free(host);
+    snprintf(ps, sizeof ps, "%u", a.port);
+    int gai = getaddrinfo(a.host, ps, &hints, &res);
+    addr_fini(&a);
     if (gai != 0 || !res) {
         err_set(err, NULL, 0, 0, "discovery: cannot resolve %s", endpoint);
         return -1;

@@ -10,12 +10,14 @@
 #include "config.h"
 
 #include "memfill/fcgiclient.h"
+#include "memfill/addr.h"
 #include "memfill/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -285,48 +287,29 @@ struct fcgiclient {
 /* Largest response accepted (the page plus its head). */
 #define MAX_RESPONSE ((size_t)1 << 30)
 
+/* The address forms: those of "listen", plus the several-colon form
+ * "::1:9000" and an empty host, which mean what they meant before the
+ * parser was shared. */
+#define FCGICLIENT_ADDR \
+    (ADDR_UNIX_SUN_PATH | ADDR_PORT_REQUIRED | ADDR_LAST_COLON | ADDR_EMPTY_HOST)
+
 static int resolve(struct fcgiclient *c, const char *address, struct err *err)
 {
-    if (strncmp(address, "unix:", 5) == 0) {
-        const char *path = address + 5;
+    struct addr a;
+    if (addr_parse(address, FCGICLIENT_ADDR, 0, &a, err) < 0)
+        return -1;
+    if (a.is_unix) {
         struct sockaddr_un *sun = (struct sockaddr_un *)&c->addr;
-        if (!*path || strlen(path) >= sizeof sun->sun_path) {
-            err_set(err, "", 0, 0, "\"%s\": expected unix:/path (at most %zu bytes)", address,
-                    sizeof sun->sun_path - 1);
-            return -1;
-        }
         sun->sun_family = AF_UNIX;
-        strcpy(sun->sun_path, path);
+        strcpy(sun->sun_path, a.host); /* fits: ADDR_UNIX_SUN_PATH */
         c->addrlen = (socklen_t)sizeof *sun;
+        addr_fini(&a);
         return 0;
     }
-    char *host;
-    const char *port;
-    if (address[0] == '[') {
-        const char *close = strchr(address, ']');
-        if (!close || close[1] != ':') {
-            err_set(err, "", 0, 0, "\"%s\": expected [v6]:port", address);
-            return -1;
-        }
-        host = xstrndup(address + 1, (size_t)(close - address - 1));
-        port = close + 2;
-    } else {
-        const char *colon = strrchr(address, ':');
-        if (!colon) {
-            err_set(err, "", 0, 0, "\"%s\": expected host:port or unix:/path", address);
-            return -1;
-        }
-        host = xstrndup(address, (size_t)(colon - address));
-        port = colon + 1;
-    }
-    uint64_t pn;
-    if (util_parse_u64(port, strlen(port), 65535, &pn) < 0 || pn == 0) {
-        err_set(err, "", 0, 0, "\"%s\": expected a port from 1 to 65535", address);
-        free(host);
-        return -1;
-    }
+    char port[8];
+    snprintf(port, sizeof port, "%u", a.port);
     /* A wildcard listen address means "this host". */
-    const char *h = host;
+    const char *h = a.host;
     if (!*h || strcmp(h, "*") == 0 || strcmp(h, "0.0.0.0") == 0)
         h = "127.0.0.1";
     else if (strcmp(h, "::") == 0)
@@ -338,13 +321,13 @@ static int resolve(struct fcgiclient *c, const char *address, struct err *err)
     int rc = getaddrinfo(h, port, &hints, &ai);
     if (rc != 0 || !ai) {
         err_set(err, "", 0, 0, "\"%s\": cannot resolve %s: %s", address, h, gai_strerror(rc));
-        free(host);
+        addr_fini(&a);
         return -1;
     }
     memcpy(&c->addr, ai->ai_addr, ai->ai_addrlen);
     c->addrlen = ai->ai_addrlen;
     freeaddrinfo(ai);
-    free(host);
+    addr_fini(&a);
     return 0;
 }
 

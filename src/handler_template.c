@@ -262,28 +262,8 @@ static int read_data_file(const char *path, size_t max, struct buf *out, struct 
         rc = 1;
     } else {
         buf_reserve(out, (size_t)st->st_size + 1);
-        for (;;) {
-            if (out->cap - out->len < 2)
-                buf_reserve(out, 64 << 10);
-            size_t room = out->cap - out->len - 1;
-            if (room > max + 1 - out->len)
-                room = max + 1 - out->len; /* one byte past max tells it grew */
-            ssize_t n = read(fd, out->data + out->len, room);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) {
-                rc = -1;
-                break;
-            }
-            if (n == 0)
-                break;
-            out->len += (size_t)n;
-            if (out->len > max) {
-                rc = 1;
-                break;
-            }
-        }
-        out->data[out->len] = '\0';
+        if (util_read_fd(fd, path, max, out, NULL) < 0)
+            rc = errno == EFBIG ? 1 : -1; /* EFBIG: it grew since it was looked at */
     }
     int saved = errno;
     close(fd);

@@ -108,13 +108,6 @@ int key_unescape(const char *escaped, size_t len, struct buf *out)
     return 0;
 }
 
-int key_is_storable(const char *raw, size_t len)
-{
-    if (len == 0 || len > KEY_MAX_ESCAPED)
-        return 0;
-    return key_escaped_len(raw, len) <= KEY_MAX_ESCAPED;
-}
-
 /* ---- $uri: ngx_http_parse_complex_uri() ---- */
 
 /* nginx's `usual` table (non-Win32): bytes that never change the parser's

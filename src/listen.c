@@ -16,7 +16,7 @@
 #include "config.h"
 
 #include "memfill/listen.h"
-#include "memfill/util.h"
+#include "memfill/addr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,75 +51,6 @@ static int set_nonblocking(int fd)
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-/* Splits an inet spec into a new host string ("" = any address) and a
- * port; *family is AF_INET for "*:port" and ":port", else AF_UNSPEC.
- * Returns 0, or -1 with msg filled. */
-static int parse_inet(const char *spec, char **host, unsigned *port, int *family, char *msg,
-                      size_t msglen)
-{
-    const char *colon;
-    *host = NULL;
-    *family = AF_UNSPEC;
-    if (spec[0] == '[') {
-        const char *close = strchr(spec, ']');
-        if (!close || close == spec + 1 || close[1] != ':') {
-            snprintf(msg, msglen, "expected \"[v6 address]:port\", got \"%s\"", spec);
-            return -1;
-        }
-        *host = xstrndup(spec + 1, (size_t)(close - spec - 1));
-        colon = close + 1;
-    } else {
-        colon = strrchr(spec, ':');
-        if (!colon || strchr(spec, ':') != colon) {
-            snprintf(msg, msglen,
-                     "expected \"host:port\", \"[v6]:port\", \"*:port\" or \"unix:/path\", got "
-                     "\"%s\"",
-                     spec);
-            return -1;
-        }
-        if ((colon == spec + 1 && spec[0] == '*') || colon == spec) {
-            *host = xstrdup("");
-            *family = AF_INET;
-        } else {
-            *host = xstrndup(spec, (size_t)(colon - spec));
-        }
-    }
-    uint64_t p = 0;
-    if (util_parse_u64(colon + 1, strlen(colon + 1), 65535, &p) < 0 || p == 0) {
-        snprintf(msg, msglen, "expected a port from 1 to 65535 after ':', got \"%s\"", spec);
-        free(*host);
-        *host = NULL;
-        return -1;
-    }
-    *port = (unsigned)p;
-    return 0;
-}
-
-int listen_check_spec(const char *spec, char *msg, size_t msglen)
-{
-    if (util_starts_with(spec, "unix:")) {
-        const char *path = spec + 5;
-        struct sockaddr_un sa;
-        if (path[0] != '/') {
-            snprintf(msg, msglen, "expected an absolute path after \"unix:\", got \"%s\"", spec);
-            return -1;
-        }
-        if (strlen(path) >= sizeof sa.sun_path) {
-            snprintf(msg, msglen, "socket path is longer than %zu bytes",
-                     sizeof sa.sun_path - 1);
-            return -1;
-        }
-        return 0;
-    }
-    char *host;
-    unsigned port;
-    int family;
-    if (parse_inet(spec, &host, &port, &family, msg, msglen) < 0)
-        return -1;
-    free(host);
-    return 0;
-}
-
 /* Returns 1 when a server accepts connections on the unix socket path. */
 static int unix_socket_alive(const struct sockaddr_un *sa)
 {
@@ -136,7 +67,7 @@ static int open_unix(const struct config *cfg, const char *path, struct err *err
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path)); /* length checked by listen_check_spec */
+    memcpy(sa.sun_path, path, strlen(path)); /* length checked by addr_parse */
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
@@ -209,25 +140,17 @@ fail:
     return -1;
 }
 
-static int open_inet(const struct config *cfg, struct err *err)
+/* "*:port" and ":port" (a->any) are IPv4's any address. */
+static int open_inet(const struct config *cfg, const struct addr *a, struct err *err)
 {
-    char *host;
-    unsigned port;
-    int family;
-    char msg[256];
-    if (parse_inet(cfg->listen, &host, &port, &family, msg, sizeof msg) < 0) {
-        err_set(err, cfg->path, 0, 0, "listen: %s", msg);
-        return -1;
-    }
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
-    hints.ai_family = family;
+    hints.ai_family = a->any ? AF_INET : AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     char portstr[8];
-    snprintf(portstr, sizeof portstr, "%u", port);
-    int gai = getaddrinfo(*host ? host : NULL, portstr, &hints, &res);
-    free(host);
+    snprintf(portstr, sizeof portstr, "%u", a->port);
+    int gai = getaddrinfo(*a->host ? a->host : NULL, portstr, &hints, &res);
     if (gai != 0 || !res) {
         err_set(err, cfg->path, 0, 0, "listen: cannot resolve \"%s\": %s", cfg->listen,
                 gai_strerror(gai));
@@ -272,13 +195,15 @@ int listen_open(const struct config *cfg, struct err *err)
                 "spawn-fcgi, or set \"listen\")");
         return -1;
     }
-    char msg[256];
-    if (listen_check_spec(cfg->listen, msg, sizeof msg) < 0) {
-        err_set(err, cfg->path, 0, 0, "listen: %s", msg);
+    struct addr a;
+    struct err e;
+    err_clear(&e);
+    if (addr_parse(cfg->listen, ADDR_LISTEN, 0, &a, &e) < 0) {
+        err_set(err, cfg->path, 0, 0, "listen: %s", e.text);
         return -1;
     }
-    int is_unix = util_starts_with(cfg->listen, "unix:");
-    int fd = is_unix ? open_unix(cfg, cfg->listen + 5, err) : open_inet(cfg, err);
+    int fd = a.is_unix ? open_unix(cfg, a.host, err) : open_inet(cfg, &a, err);
+    addr_fini(&a);
     if (fd < 0)
         return -1;
     if (listen(fd, (int)cfg->backlog) < 0 || set_nonblocking(fd) < 0) {
@@ -293,7 +218,7 @@ void listen_close(int fd, const char *spec)
 {
     if (fd > 0)
         close(fd);
-    if (fd <= 0 || !spec || !util_starts_with(spec, "unix:") || !listen_made_unix)
+    if (fd <= 0 || !spec || !addr_is_unix(spec, strlen(spec), 0) || !listen_made_unix)
         return;
     struct stat st;
     if (lstat(spec + 5, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == listen_dev &&

@@ -98,20 +98,19 @@ static int write_pid_file(const char *path)
     return rc;
 }
 
-/* Writes into msg a warning when the config file holds admin.token and
+/* Sets warn (source = path) when the config file holds admin.token and
  * group or others may read it (the token opens PURGE and status). Returns
- * 1 with msg set, else 0. */
-static int token_exposed(const char *path, const struct config *cfg, char *msg, size_t msglen)
+ * 1 when it did, else 0. */
+static int token_exposed(const char *path, const struct config *cfg, struct err *warn)
 {
     struct stat st;
     if (!cfg->admin_token || stat(path, &st) < 0 || !(st.st_mode & (S_IRGRP | S_IROTH)))
         return 0;
-    snprintf(msg, msglen,
-             "%s: admin.token: warning: the file is readable by %s (mode %04o); anyone who "
-             "can read it can purge pages and read status: chmod 0600 it (owned by the user "
-             "memfill runs as)",
-             path, (st.st_mode & S_IROTH) ? "others" : "its group",
-             (unsigned)(st.st_mode & 07777));
+    err_set(warn, path, 0, 0,
+            "admin.token: warning: the file is readable by %s (mode %04o); anyone who can "
+            "read it can purge pages and read status: chmod 0600 it (owned by the user "
+            "memfill runs as)",
+            (st.st_mode & S_IROTH) ? "others" : "its group", (unsigned)(st.st_mode & 07777));
     return 1;
 }
 
@@ -160,8 +159,12 @@ int main(int argc, char **argv)
         site_free(site);
         return 0;
     }
-    char warning[ERR_SOURCE_MAX + 512];
-    int exposed = token_exposed(path, site->cfg, warning, sizeof warning);
+    struct err warn;
+    err_clear(&warn);
+    char warning[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];
+    int exposed = token_exposed(path, site->cfg, &warn);
+    if (exposed)
+        err_format(&warn, warning, sizeof warning);
     if (test) {
         if (exposed)
             fprintf(stderr, "%s\n", warning);

@@ -299,8 +299,11 @@ static struct site *build_site(struct master *m, const char *why)
     struct err e;
     err_clear(&e);
     struct config *cfg = config_load(m->config_path, 0, &e);
-    if (cfg && cfg->discovery_endpoint && m->discovered)
-        config_set_servers(cfg, m->discovered, m->ndiscovered);
+    if (cfg && cfg->discovery_endpoint && m->discovered &&
+        config_set_servers(cfg, m->discovered, m->ndiscovered, &e) < 0) {
+        config_free(cfg);
+        cfg = NULL;
+    }
     struct site *site = cfg ? site_new_own(cfg, &e) : NULL;
     if (!site) {
         char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];

@@ -8,7 +8,7 @@
 #include "config.h"
 
 #include "memfill/mcconn.h"
-#include "memfill/mcwriter.h"
+#include "memfill/addr.h"
 #include "memfill/util.h"
 
 #include <errno.h>
@@ -109,25 +109,20 @@ static enum mcconn_result wait_io(struct mcconn *c, short events, uint64_t deadl
 
 static int resolve(struct mcconn *c)
 {
-    char *host;
-    unsigned port;
-    int is_unix;
+    struct addr a;
     c->naddrs = 0;
-    if (mcwriter_split_address(c->address, &host, &port, &is_unix) < 0)
+    if (addr_parse(c->address, ADDR_MEMCACHED | ADDR_UNIX_SUN_PATH, ADDR_MEMCACHED_PORT, &a,
+                   NULL) < 0)
         return -1;
-    if (is_unix) {
+    if (a.is_unix) {
         struct sockaddr_un *un = (struct sockaddr_un *)&c->addrs[0].sa;
-        size_t n = strlen(host);
-        if (n >= sizeof un->sun_path) {
-            free(host);
-            return -1;
-        }
+        size_t n = strlen(a.host); /* fits: ADDR_UNIX_SUN_PATH */
         memset(un, 0, sizeof *un);
         un->sun_family = AF_UNIX;
-        memcpy(un->sun_path, host, n + 1);
+        memcpy(un->sun_path, a.host, n + 1);
         c->addrs[0].len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
         c->naddrs = 1;
-        free(host);
+        addr_fini(&a);
         return 0;
     }
     struct addrinfo hints, *res = NULL;
@@ -136,9 +131,9 @@ static int resolve(struct mcconn *c)
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
     char ps[8];
-    snprintf(ps, sizeof ps, "%u", port);
-    int gai = getaddrinfo(host, ps, &hints, &res);
-    free(host);
+    snprintf(ps, sizeof ps, "%u", a.port);
+    int gai = getaddrinfo(a.host, ps, &hints, &res);
+    addr_fini(&a);
     if (gai != 0)
         return -1;
     for (struct addrinfo *ai = res; ai && c->naddrs < MCCONN_ADDRS_MAX; ai = ai->ai_next) {

@@ -53,51 +53,6 @@ struct mcwriter {
     size_t n;
 };
 
-int mcwriter_split_address(const char *address, char **host, unsigned *port, int *is_unix)
-{
-    *host = NULL;
-    *port = 0;
-    *is_unix = 0;
-    if (strncasecmp(address, "unix:", 5) == 0) {
-        if (!address[5])
-            return -1;
-        *host = xstrdup(address + 5);
-        *is_unix = 1;
-        return 0;
-    }
-    const char *colon;
-    if (address[0] == '[') {
-        const char *close = strchr(address, ']');
-        if (!close || close == address + 1)
-            return -1;
-        *host = xstrndup(address + 1, (size_t)(close - address - 1));
-        colon = close[1] == ':' ? close + 1 : NULL;
-        if (!colon && close[1]) {
-            free(*host);
-            *host = NULL;
-            return -1;
-        }
-    } else {
-        colon = strrchr(address, ':');
-        if (colon && strchr(address, ':') != colon)
-            colon = NULL; /* a bare IPv6 address without brackets: no port */
-        *host = colon ? xstrndup(address, (size_t)(colon - address)) : xstrdup(address);
-    }
-    uint64_t p = 11211;
-    if (colon && util_parse_u64(colon + 1, strlen(colon + 1), 65535, &p) < 0) {
-        free(*host);
-        *host = NULL;
-        return -1;
-    }
-    if (!**host || p == 0) {
-        free(*host);
-        *host = NULL;
-        return -1;
-    }
-    *port = (unsigned)p;
-    return 0;
-}
-
 struct mcwriter *mcwriter_new(const struct config *cfg)
 {
     struct mcwriter *w = xcalloc(1, sizeof *w);

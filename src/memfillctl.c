@@ -11,14 +11,15 @@
  * 64 usage, 78 config. */
 #include "config.h"
 
+#include "memfill/adminclient.h"
 #include "memfill/config.h"
 #include "memfill/discovery.h"
 #include "memfill/key.h"
+#include "memfill/keyloc.h"
 #include "memfill/log.h"
 #include "memfill/nginxconf.h"
 #include "memfill/purge.h"
 #include "memfill/request.h"
-#include "memfill/statusd.h"
 #include "memfill/site.h"
 #include "memfill/template.h"
 #include "memfill/util.h"
@@ -71,8 +72,13 @@ static struct config *load_config(void)
         struct discovery_result r;
         int rc = discovery_fetch(cfg->discovery_endpoint, 2000, &r, &e);
         if (rc > 0) {
-            config_set_servers(cfg, r.addresses, r.n);
+            int set = config_set_servers(cfg, r.addresses, r.n, &e);
             discovery_result_fini(&r);
+            if (set < 0) {
+                fprintf(stderr, "memfillctl: %s\n", e.text);
+                config_free(cfg);
+                return NULL;
+            }
         } else if (rc < 0) {
             fprintf(stderr, "memfillctl: %s; using the configured nodes\n", e.text);
         }
@@ -80,23 +86,13 @@ static struct config *load_config(void)
     return cfg;
 }
 
-/* Loads the config and its node selector; returns the selector (and the
- * config in *out), or NULL after printing the error. */
-static struct nodesel *load_selector(struct config **out)
+/* Loads the config; returns its node selector (and the config in *out),
+ * or NULL after printing the error. */
+static const struct nodesel *load_selector(struct config **out)
 {
     struct config *cfg = load_config();
     *out = cfg;
-    if (!cfg)
-        return NULL;
-    struct err e;
-    err_clear(&e);
-    struct nodesel *sel = config_nodesel_new(cfg, &e);
-    if (!sel) {
-        fprintf(stderr, "memfillctl: memcached.servers: %s\n", e.text);
-        config_free(cfg);
-        *out = NULL;
-    }
-    return sel;
+    return cfg ? cfg->nodes : NULL;
 }
 
 /* ---- where ---- */
@@ -104,9 +100,9 @@ static struct nodesel *load_selector(struct config **out)
 static int where_one(const struct nodesel *sel, const char *raw, size_t len)
 {
     struct buf esc = BUF_INIT;
-    key_escape(raw, len, &esc);
-    int node = nodesel_pick(sel, raw, len);
-    int ok = len > 0 && node >= 0 && esc.len <= KEY_MAX_ESCAPED;
+    int node;
+    enum keyloc_fit fit = keyloc_find(sel, raw, len, &esc, &node);
+    int ok = fit == KEYLOC_OK;
     const char *name = "-";
     if (ok) {
         const struct nodesel_server *s = nodesel_server(sel, (size_t)node);
@@ -116,7 +112,7 @@ static int where_one(const struct nodesel *sel, const char *raw, size_t len)
     if (!ok) {
         struct buf shown = BUF_INIT;
         log_escape(&shown, raw, len, 80);
-        if (len == 0)
+        if (fit == KEYLOC_EMPTY)
             fprintf(stderr, "memfillctl: where: empty key: nginx answers 500 and never reads "
                             "it\n");
         else
@@ -164,7 +160,7 @@ static int cmd_where(int argc, char **argv)
         return EX_USAGE;
     }
     struct config *cfg;
-    struct nodesel *sel = load_selector(&cfg);
+    const struct nodesel *sel = load_selector(&cfg);
     if (!sel)
         return EX_CONFIG;
     int rc = 0;
@@ -197,7 +193,6 @@ static int cmd_where(int argc, char **argv)
         rc |= where_one(sel, key.data ? key.data : "", key.len);
     }
     buf_fini(&key);
-    nodesel_free(sel);
     config_free(cfg);
     return rc;
 }
@@ -322,7 +317,7 @@ static int cmd_purge(int argc, char **argv)
         return EX_USAGE;
     }
     struct config *cfg;
-    struct nodesel *sel = load_selector(&cfg);
+    const struct nodesel *sel = load_selector(&cfg);
     if (!sel)
         return EX_CONFIG;
     struct err e;
@@ -330,8 +325,7 @@ static int cmd_purge(int argc, char **argv)
     struct key_pattern *pat = key_pattern_compile(cfg->key, &e);
     if (!pat) {
         fprintf(stderr, "memfillctl: purge: %s\n", e.text);
-        nodesel_free(sel);
-        config_free(cfg);
+            config_free(cfg);
         return EX_CONFIG;
     }
     struct mcwriter *mc = mcwriter_new(cfg);
@@ -370,7 +364,8 @@ static int cmd_purge(int argc, char **argv)
         }
         int r = purge_key(mc, sel, raw.data ? raw.data : "", raw.len);
         struct buf esc = BUF_INIT;
-        key_escape(raw.data ? raw.data : "", raw.len, &esc);
+        int node;
+        keyloc_find(sel, raw.data ? raw.data : "", raw.len, &esc, &node);
         printf("%s\t%s\n", esc.data ? esc.data : "",
                r > 0 ? "purged" : r == 0 ? "not cached" : "failed");
         if (r < 0)
@@ -380,7 +375,6 @@ static int cmd_purge(int argc, char **argv)
     }
     mcwriter_free(mc);
     key_pattern_free(pat);
-    nodesel_free(sel);
     config_free(cfg);
     return rc;
 }
@@ -422,11 +416,23 @@ static int cmd_stats(int argc, char **argv)
 static int cmd_warm(int argc, char **argv)
 {
     struct warm_opts o;
-    int rc = warm_opts_parse(argc, argv, &o, stderr);
+    struct err e;
+    err_clear(&e);
+    int rc = warm_opts_parse(argc, argv, &o, &e);
+    for (const char *p = o.notes.data, *nl; p && (nl = strchr(p, '\n')); p = nl + 1)
+        fprintf(stderr, "memfillctl: warm: %.*s\n", (int)(nl - p), p);
     if (rc == 0) {
         struct config *cfg = load_config();
-        rc = cfg ? warm_run(cfg, &o, stderr) : EX_CONFIG;
+        rc = cfg ? warm_run(cfg, &o, stderr, &e) : EX_CONFIG;
         config_free(cfg);
+    }
+    if (e.set) {
+        char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32];
+        /* A config error names its file; the others are the command's. */
+        if (e.source[0])
+            fprintf(stderr, "%s\n", err_format(&e, msg, sizeof msg));
+        else
+            fprintf(stderr, "memfillctl: warm: %s\n", e.text);
     }
     warm_opts_fini(&o);
     return rc;

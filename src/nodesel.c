@@ -36,6 +36,7 @@
 #include "config.h"
 
 #include "memfill/nodesel.h"
+#include "memfill/addr.h"
 #include "memfill/buf.h"
 #include "memfill/hashfn.h"
 #include "memfill/util.h"
@@ -102,12 +103,14 @@ const char *nodesel_dist_name(enum nodesel_dist d)
 
 static int is_unix(const char *s, size_t len)
 {
-    return len >= 5 && util_ascii_caseeq(s, "unix:", 5);
+    return addr_is_unix(s, len, ADDR_UNIX_ANYCASE);
 }
 
 /* Splits text as nginx's chash does: "unix:" + path gives (path, ""); else
  * trailing decimal digits preceded by ':' give (before, digits); else
- * (text, ""). */
+ * (text, ""). This is nginx's hash input, not an address parser: it must
+ * stay byte-exact even for texts addr_parse would read differently (the
+ * ports and "unix:" test are addr.c's). */
 static void split_server(const char *s, size_t len, const char **host, size_t *hlen,
                          const char **port, size_t *plen)
 {
@@ -166,11 +169,9 @@ static const char *check_address(const char *s)
     split_server(s, len, &host, &hlen, &port, &plen);
     if (hlen == 0)
         return "address has no host";
-    if (port > s && port[-1] == ':') {
-        uint64_t v;
-        if (util_parse_u64(port, plen, 65535, &v) < 0 || v == 0)
-            return "port is not a number from 1 to 65535";
-    }
+    unsigned v;
+    if (port > s && port[-1] == ':' && addr_parse_port(port, plen, &v) < 0)
+        return "port is not a number from 1 to 65535";
     return NULL;
 }
 
@@ -202,8 +203,8 @@ static void resolve_node(const char *s, struct nodesel_node *node)
     const char *host, *port;
     size_t hlen, plen;
     split_server(s, len, &host, &hlen, &port, &plen);
-    uint64_t portnum = 80;
-    if (plen > 0 && util_parse_u64(port, plen, 65535, &portnum) < 0)
+    unsigned portnum = 80;
+    if (plen > 0 && addr_parse_port(port, plen, &portnum) < 0)
         return;
     if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
         host++;

@@ -12,7 +12,7 @@
 
 #include "memfill/purge.h"
 #include "memfill/buf.h"
-#include "memfill/key.h"
+#include "memfill/keyloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,11 +32,9 @@ int purge_tag_valid(const char *tag, size_t len)
 
 int purge_key(struct mcwriter *mc, const struct nodesel *sel, const char *raw, size_t len)
 {
-    int node = nodesel_pick(sel, raw, len);
     struct buf esc = BUF_INIT;
-    key_escape(raw, len, &esc);
-    int rc;
-    if (node < 0 || len == 0 || esc.len > KEY_MAX_ESCAPED) {
+    int node, rc;
+    if (keyloc_find(sel, raw, len, &esc, &node) != KEYLOC_OK) {
         rc = -1;
     } else {
         enum mcw_result r = mcwriter_delete(mc, (size_t)node, esc.data, esc.len);

@@ -1,7 +1,7 @@
 /* site.c - builds a complete site from a config, or nothing.
  *
- * Order: node selector, key pattern, skip rules, router, then one handler
- * per route. The first failure frees everything built so far and reports
+ * Order: key pattern, skip rules, router, then one handler per route (the
+ * node selector comes built with the config). The first failure frees everything built so far and reports
  * the position in the config file. */
 #include "config.h"
 
@@ -16,15 +16,9 @@ struct site *site_new_own(struct config *cfg, struct err *err)
     s->cfg = cfg;
     s->ops = xcalloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *s->ops);
     s->states = xcalloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *s->states);
+    s->nodes = cfg->nodes; /* built once, when the config was loaded */
     struct err e;
     err_clear(&e);
-    s->nodes = config_nodesel_new(cfg, &e);
-    if (!s->nodes) {
-        int line = cfg->nservers ? cfg->servers[0].pos.line : 0;
-        int col = cfg->nservers ? cfg->servers[0].pos.col : 0;
-        err_set(err, cfg->path, line, col, "memcached.servers: %s", e.text);
-        goto fail;
-    }
     s->key = key_pattern_compile(cfg->key, &e);
     if (!s->key) {
         err_set(err, cfg->path, 0, 0, "cache.key: %s (at byte %d of \"%s\")", e.text, e.column,
@@ -69,7 +63,6 @@ void site_free(struct site *s)
     router_free(s->router);
     regex_list_free(s->skip_uri);
     key_pattern_free(s->key);
-    nodesel_free(s->nodes);
     config_free(s->cfg);
     free(s);
 }

@@ -20,10 +20,9 @@
 #include "config.h"
 
 #include "memfill/statusd.h"
-#include "memfill/admin.h"
-#include "memfill/cidr.h"
+#include "memfill/addr.h"
+#include "memfill/adminguard.h"
 #include "memfill/log.h"
-#include "memfill/mcwriter.h"
 #include "memfill/util.h"
 
 #include <arpa/inet.h>
@@ -67,29 +66,30 @@ struct statusd {
 
 struct statusd *statusd_new(const char *spec, struct err *err)
 {
-    int fd = -1, is_unix = util_starts_with(spec, "unix:");
+    struct addr a;
+    struct err e;
+    err_clear(&e);
+    if (addr_parse(spec, ADDR_ADMIN_LISTEN, ADDR_MEMCACHED_PORT, &a, &e) < 0) {
+        err_set(err, NULL, 0, 0, "admin.listen: %s", e.text);
+        return NULL;
+    }
+    int fd = -1, is_unix = a.is_unix;
     if (is_unix) {
         struct sockaddr_un sa;
         memset(&sa, 0, sizeof sa);
         sa.sun_family = AF_UNIX;
-        const char *path = spec + 5;
+        const char *path = a.host;
         struct stat st;
-        if (strlen(path) >= sizeof sa.sun_path || !*path) {
-            err_set(err, NULL, 0, 0, "admin.listen: bad socket path");
-            return NULL;
-        }
-        memcpy(sa.sun_path, path, strlen(path));
+        memcpy(sa.sun_path, path, strlen(path)); /* fits: ADDR_UNIX_SUN_PATH */
         if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
             unlink(path);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
             goto fail;
     } else {
-        char *host;
-        unsigned port;
-        int u;
-        if (mcwriter_split_address(spec, &host, &port, &u) < 0 || !strchr(spec, ':')) {
+        if (!strchr(spec, ':')) {
             err_set(err, NULL, 0, 0, "admin.listen: expected host:port, got \"%s\"", spec);
+            addr_fini(&a);
             return NULL;
         }
         struct addrinfo hints, *res = NULL;
@@ -97,11 +97,11 @@ struct statusd *statusd_new(const char *spec, struct err *err)
         hints.ai_socktype = SOCK_STREAM;
         hints.ai_flags = AI_NUMERICSERV;
         char ps[8];
-        snprintf(ps, sizeof ps, "%u", port);
-        int gai = getaddrinfo(host, ps, &hints, &res);
-        free(host);
+        snprintf(ps, sizeof ps, "%u", a.port);
+        int gai = getaddrinfo(a.host, ps, &hints, &res);
         if (gai != 0 || !res) {
             err_set(err, NULL, 0, 0, "admin.listen: cannot resolve \"%s\"", spec);
+            addr_fini(&a);
             return NULL;
         }
         fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -115,6 +115,7 @@ struct statusd *statusd_new(const char *spec, struct err *err)
     }
     if (listen(fd, 64) < 0)
         goto fail;
+    addr_fini(&a);
     struct statusd *sd = xcalloc(1, sizeof *sd);
     sd->fd = fd;
     sd->is_unix = is_unix;
@@ -126,6 +127,7 @@ struct statusd *statusd_new(const char *spec, struct err *err)
     return sd;
 fail:
     err_set(err, NULL, 0, 0, "admin.listen: cannot listen on %s: %s", spec, strerror(errno));
+    addr_fini(&a);
     if (fd >= 0)
         close(fd);
     return NULL;
@@ -346,7 +348,7 @@ static void accept_pending(struct statusd *sd, struct stats *st, const struct co
         }
         char addr[INET6_ADDRSTRLEN];
         peer_text(sd->is_unix, &ss, addr, sizeof addr);
-        if (!addr[0] || !cidr_list_match(cfg->admin_allow, addr)) {
+        if (!addr[0] || !admin_addr_allowed(cfg, addr)) {
             stats_master(st)->admin_refused++;
             log_limited(&sd->refusal_log, LOG_WARN,
                         "status connection refused from %s: not in admin.allow",
@@ -395,70 +397,4 @@ void statusd_serve(struct statusd *sd, struct stats *st, const struct status_inf
             client_close(sd, c);
         }
     }
-}
-
-int admin_client_get(const char *spec, const char *path, const char *token, struct buf *out,
-                     struct err *err)
-{
-    int fd = -1;
-    if (util_starts_with(spec, "unix:")) {
-        struct sockaddr_un sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sun_family = AF_UNIX;
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", spec + 5);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-            close(fd);
-            fd = -1;
-        }
-    } else {
-        char *host;
-        unsigned port;
-        int u;
-        if (mcwriter_split_address(spec, &host, &port, &u) == 0) {
-            struct addrinfo hints, *res = NULL;
-            memset(&hints, 0, sizeof hints);
-            hints.ai_socktype = SOCK_STREAM;
-            char ps[8];
-            snprintf(ps, sizeof ps, "%u", port);
-            if (getaddrinfo(host, ps, &hints, &res) == 0 && res) {
-                fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
-                    close(fd);
-                    fd = -1;
-                }
-                freeaddrinfo(res);
-            }
-            free(host);
-        }
-    }
-    if (fd < 0) {
-        err_set(err, NULL, 0, 0, "cannot connect to %s: %s", spec, strerror(errno));
-        return -1;
-    }
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct buf req = BUF_INIT;
-    buf_printf(&req, "GET %s HTTP/1.0\r\nHost: memfill\r\n", path);
-    if (token)
-        buf_printf(&req, "X-Memfill-Token: %s\r\n", token);
-    buf_append_str(&req, "\r\n");
-    ssize_t w = write(fd, req.data, req.len);
-    buf_fini(&req);
-    struct buf resp = BUF_INIT;
-    char chunk[8192];
-    ssize_t n;
-    while (w > 0 && (n = read(fd, chunk, sizeof chunk)) > 0)
-        buf_append(&resp, chunk, (size_t)n);
-    close(fd);
-    int status = -1;
-    const char *body = resp.data ? strstr(resp.data, "\r\n\r\n") : NULL;
-    if (body && sscanf(resp.data, "HTTP/1.%*d %d", &status) == 1) {
-        body += 4;
-        buf_append(out, body, resp.len - (size_t)(body - resp.data));
-    } else {
-        err_set(err, NULL, 0, 0, "no HTTP answer from %s", spec);
-    }
-    buf_fini(&resp);
-    return status;
 }

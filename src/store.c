@@ -34,6 +34,7 @@ void store_job_init(struct store_job *job)
     buf_init(&job->esc_key);
     buf_init(&job->value);
     job->node = -1;
+    job->key_fit = KEYLOC_EMPTY;
 }
 
 void store_job_fini(struct store_job *job)
@@ -144,9 +145,9 @@ static int refuse_early(const struct site *site, const struct request *req,
 
 static int refuse_late(const struct request *req, const struct store_job *job)
 {
-    if (job->raw_key.len == 0 || job->node < 0)
+    if (job->key_fit == KEYLOC_EMPTY || job->node < 0)
         return STATS_SKIP_KEY_EMPTY;
-    if (job->esc_key.len > KEY_MAX_ESCAPED)
+    if (job->key_fit == KEYLOC_TOO_LONG)
         return STATS_SKIP_KEY_TOO_LONG; /* nginx got a 502 for it too */
     if (req->memc_status && *req->memc_status &&
         strncmp(last_entry(req->memc_status), "404", 3) != 0)
@@ -161,8 +162,9 @@ static void job_key(const struct site *site, const struct request *req, struct s
     buf_reset(&job->esc_key, 1 << 16);
     job->backend_mismatch = job->node_drift = 0;
     store_request_key(site, req, &job->raw_key, &job->key_drift);
-    key_escape(job->raw_key.data ? job->raw_key.data : "", job->raw_key.len, &job->esc_key);
-    int computed = nodesel_pick(site->nodes, job->raw_key.data, job->raw_key.len);
+    int computed;
+    job->key_fit = keyloc_find(site->nodes, job->raw_key.data ? job->raw_key.data : "",
+                               job->raw_key.len, &job->esc_key, &computed);
     job->node = computed;
     if (req->memc_backend && *req->memc_backend) {
         int b = nodesel_find_backend(site->nodes, req->memc_backend, strlen(req->memc_backend));

@@ -660,26 +660,8 @@ void template_set_free(struct template_set *set)
     free(set);
 }
 
-/* Reads a whole file (which may hold NUL bytes) into out. Returns 0, or -1
- * with errno set. */
-static int read_file(const char *path, struct buf *out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(out, chunk, n);
-    int failed = ferror(f);
-    int saved = errno;
-    fclose(f);
-    if (failed) {
-        errno = saved ? saved : EIO;
-        return -1;
-    }
-    return 0;
-}
+/* Largest template or partial file read (a page template is kilobytes). */
+#define TEMPLATE_FILE_MAX ((size_t)16 << 20)
 
 /* Loads, from the partials folder, every partial named by the templates
  * all[first..] that the set does not know yet. Newly compiled partials are
@@ -697,7 +679,9 @@ static int load_partials(struct template_set *set, size_t first, struct err *err
             char *path =
                 xasprintf("%s/%.*s.mustache", set->partials_dir, (int)op->len, t->src + op->off);
             struct buf b = BUF_INIT;
-            if (read_file(path, &b) < 0) {
+            struct err re;
+            err_clear(&re);
+            if (util_read_file(path, TEMPLATE_FILE_MAX, &b, &re) < 0) {
                 int e = errno;
                 buf_fini(&b);
                 if (e == ENOENT || e == ENOTDIR) {
@@ -706,7 +690,7 @@ static int load_partials(struct template_set *set, size_t first, struct err *err
                     free(path);
                     continue;
                 }
-                err_set(err, path, 0, 0, "cannot read partial: %s", strerror(e));
+                err_set(err, path, 0, 0, "cannot read partial: %s", re.text);
                 free(path);
                 return -1;
             }
@@ -728,8 +712,10 @@ const struct template *template_set_load(struct template_set *set, const char *p
     if (e)
         return e->t;
     struct buf b = BUF_INIT;
-    if (read_file(path, &b) < 0) {
-        err_set(err, path, 0, 0, "cannot read template: %s", strerror(errno));
+    struct err re;
+    err_clear(&re);
+    if (util_read_file(path, TEMPLATE_FILE_MAX, &b, &re) < 0) {
+        err_set(err, path, 0, 0, "cannot read template: %s", re.text);
         buf_fini(&b);
         return NULL;
     }

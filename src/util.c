@@ -7,7 +7,11 @@
 #include "config.h"
 
 #include "memfill/util.h"
+#include "memfill/buf.h"
+#include "memfill/err.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,4 +120,56 @@ int util_ascii_caseeq(const char *a, const char *b, size_t n)
 int util_starts_with(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int util_read_fd(int fd, const char *name, size_t max, struct buf *out, struct err *err)
+{
+    size_t start = out->len;
+    for (;;) {
+        if (out->cap - out->len < 2)
+            buf_reserve(out, 64 << 10);
+        size_t room = out->cap - out->len - 1;
+        size_t left = max - (out->len - start);
+        if (left < SIZE_MAX)
+            left++; /* one byte past max tells the file is too large */
+        ssize_t n = read(fd, out->data + out->len, room < left ? room : left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            out->len = start;
+            out->data[start] = '\0';
+            err_set(err, name, 0, 0, "%s", strerror(e));
+            errno = e;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        out->len += (size_t)n;
+        if (out->len - start > max) {
+            out->len = start;
+            out->data[start] = '\0';
+            err_set(err, name, 0, 0, "larger than %zu bytes", max);
+            errno = EFBIG;
+            return -1;
+        }
+    }
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+int util_read_file(const char *path, size_t max, struct buf *out, struct err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        err_set(err, path, 0, 0, "%s", strerror(e));
+        errno = e;
+        return -1;
+    }
+    int rc = util_read_fd(fd, path, max, out, err);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
 }

@@ -450,21 +450,15 @@ void warm_tally_format(const struct warm_tally *t, struct buf *out)
 
 /* ---- options ---- */
 
-static int read_file(const char *path, struct buf *out)
+/* Largest --from or --sitemap file read (a sitemap holds at most 50 MB). */
+#define WARM_LIST_MAX ((size_t)64 << 20)
+
+/* Reads a URL list or sitemap whole; "-" is standard input. */
+static int read_list(const char *path, struct buf *out, struct err *err)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f)
-        return -1;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(out, chunk, n);
-    int bad = ferror(f);
-    if (f != stdin)
-        fclose(f);
-    if (!out->data)
-        buf_append(out, "", 0);
-    return bad ? -1 : 0;
+    if (strcmp(path, "-") == 0)
+        return util_read_fd(0, "(stdin)", WARM_LIST_MAX, out, err);
+    return util_read_file(path, WARM_LIST_MAX, out, err);
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned *out)
@@ -479,27 +473,31 @@ static int parse_uint(const char *s, unsigned long max, unsigned *out)
 void warm_opts_fini(struct warm_opts *o)
 {
     warm_list_fini(&o->urls);
+    buf_fini(&o->notes);
 }
 
-int warm_opts_parse(int argc, char **argv, struct warm_opts *o, FILE *err)
+int warm_opts_parse(int argc, char **argv, struct warm_opts *o, struct err *err)
 {
     memset(o, 0, sizeof *o);
     o->concurrency = 4;
     o->timeout_ms = 60000;
     o->progress = -1;
     warm_list_init(&o->urls);
+    buf_init(&o->notes);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
         if (strcmp(a, "--from") == 0 || strcmp(a, "--sitemap") == 0) {
             if (!has) {
-                fprintf(err, "memfillctl: warm: %s needs a FILE\n", a);
+                err_set(err, NULL, 0, 0, "%s needs a FILE", a);
                 return EX_USAGE;
             }
             const char *path = argv[++i];
             struct buf text = BUF_INIT;
-            if (read_file(path, &text) < 0) {
-                fprintf(err, "memfillctl: warm: cannot read %s: %s\n", path, strerror(errno));
+            struct err re;
+            err_clear(&re);
+            if (read_list(path, &text, &re) < 0) {
+                err_set(err, NULL, 0, 0, "cannot read %s: %s", path, re.text);
                 buf_fini(&text);
                 return EX_NOINPUT;
             }
@@ -507,29 +505,28 @@ int warm_opts_parse(int argc, char **argv, struct warm_opts *o, FILE *err)
                                      : warm_sitemap_parse(text.data, text.len, &o->urls);
             buf_fini(&text);
             if (got == 0)
-                fprintf(err, "memfillctl: warm: %s: no URLs found\n", path);
+                buf_printf(&o->notes, "%s: no URLs found\n", path);
         } else if (strcmp(a, "--concurrency") == 0 || strcmp(a, "-n") == 0) {
             if (!has || parse_uint(argv[++i], 1024, &o->concurrency) < 0) {
-                fprintf(err, "memfillctl: warm: --concurrency: expected a number from 1 to "
-                             "1024\n");
+                err_set(err, NULL, 0, 0, "--concurrency: expected a number from 1 to 1024");
                 return EX_USAGE;
             }
         } else if (strcmp(a, "--timeout") == 0) {
             unsigned s;
             if (!has || parse_uint(argv[++i], 86400, &s) < 0) {
-                fprintf(err, "memfillctl: warm: --timeout: expected seconds from 1 to 86400\n");
+                err_set(err, NULL, 0, 0, "--timeout: expected seconds from 1 to 86400");
                 return EX_USAGE;
             }
             o->timeout_ms = s * 1000u;
         } else if (strcmp(a, "--fastcgi") == 0) {
             if (!has) {
-                fprintf(err, "memfillctl: warm: --fastcgi needs an address\n");
+                err_set(err, NULL, 0, 0, "--fastcgi needs an address");
                 return EX_USAGE;
             }
             o->fastcgi = argv[++i];
         } else if (strcmp(a, "--host") == 0) {
             if (!has) {
-                fprintf(err, "memfillctl: warm: --host needs a host name\n");
+                err_set(err, NULL, 0, 0, "--host needs a host name");
                 return EX_USAGE;
             }
             o->host = argv[++i];
@@ -540,14 +537,14 @@ int warm_opts_parse(int argc, char **argv, struct warm_opts *o, FILE *err)
         } else if (strcmp(a, "--no-progress") == 0) {
             o->progress = 0;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(err, "memfillctl: warm: unknown option \"%s\"\n", a);
+            err_set(err, NULL, 0, 0, "unknown option \"%s\"", a);
             return EX_USAGE;
         } else {
             warm_list_add(&o->urls, a, strlen(a));
         }
     }
     if (o->urls.n == 0) {
-        fprintf(err, "memfillctl: warm: expected URLs, --from FILE or --sitemap FILE\n");
+        err_set(err, NULL, 0, 0, "expected URLs, --from FILE or --sitemap FILE");
         return EX_USAGE;
     }
     return 0;
@@ -557,7 +554,7 @@ int warm_opts_parse(int argc, char **argv, struct warm_opts *o, FILE *err)
 
 struct run {
     const struct warm_opts *o;
-    FILE *err;
+    FILE *report;
     struct warm_tally tally;
     int bar;            /* a progress bar is on screen */
     int bar_drawn;
@@ -571,7 +568,7 @@ struct run {
 static void clear_bar(struct run *r)
 {
     if (r->bar && r->bar_drawn) {
-        fputs("\r\033[K", r->err);
+        fputs("\r\033[K", r->report);
         r->bar_drawn = 0;
     }
 }
@@ -587,9 +584,10 @@ static void draw_bar(struct run *r, size_t total)
     for (unsigned i = 0; i < width; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[width] = '\0';
-    fprintf(r->err, "\r\033[Kwarm: [%s] %zu/%zu %.1f/s  stored %zu  skipped %zu  failed %zu", bar,
+    fprintf(r->report,
+            "\r\033[Kwarm: [%s] %zu/%zu %.1f/s  stored %zu  skipped %zu  failed %zu", bar,
             t->requested, total, rate, t->stored, t->skipped, t->failed);
-    fflush(r->err);
+    fflush(r->report);
     r->bar_drawn = 1;
 }
 
@@ -602,10 +600,10 @@ static void note(struct run *r, const char *url, const char *what, const char *d
     struct buf d = BUF_INIT;
     log_escape(&d, detail, dlen, 300);
     if (status)
-        fprintf(r->err, "warm: %s %s: %d %s (%llu ms)\n", what, r->line.data, status, d.data,
+        fprintf(r->report, "warm: %s %s: %d %s (%llu ms)\n", what, r->line.data, status, d.data,
                 (unsigned long long)ms);
     else
-        fprintf(r->err, "warm: %s %s: %s\n", what, r->line.data, d.data);
+        fprintf(r->report, "warm: %s %s: %s\n", what, r->line.data, d.data);
     buf_fini(&d);
 }
 
@@ -620,7 +618,7 @@ static void on_done(void *ctx, const struct fcgiclient_result *res)
         if (r->listed < MAX_LISTED)
             note(r, url, "failed", detail, dlen, res->error ? 0 : res->status, res->elapsed_ms);
         else if (r->listed == MAX_LISTED)
-            fprintf(r->err, "warm: further failures are not listed\n");
+            fprintf(r->report, "warm: further failures are not listed\n");
         r->listed++;
     } else if (r->o->verbose) {
         note(r, url, oc == WARM_STORED ? "stored" : "skipped", detail, dlen, res->status,
@@ -628,34 +626,35 @@ static void on_done(void *ctx, const struct fcgiclient_result *res)
     }
 }
 
-int warm_run(const struct config *cfg, const struct warm_opts *o, FILE *err)
+int warm_run(const struct config *cfg, const struct warm_opts *o, FILE *report, struct err *err)
 {
     const char *addr = o->fastcgi ? o->fastcgi : cfg->listen;
     if (!addr) {
-        fprintf(err, "memfillctl: warm: the config has no \"listen\" (memfill runs under "
-                     "spawn-fcgi): give --fastcgi ADDR, the address memfill answers on\n");
+        err_set(err, NULL, 0, 0,
+                "the config has no \"listen\" (memfill runs under spawn-fcgi): give "
+                "--fastcgi ADDR, the address memfill answers on");
         return EX_USAGE;
     }
     struct err e;
     err_clear(&e);
     struct key_pattern *key = key_pattern_compile(cfg->key, &e);
     if (!key) {
-        fprintf(err, "%s: cache.key: %s\n", cfg->path, e.text);
+        err_set(err, cfg->path, 0, 0, "cache.key: %s", e.text);
         return EX_CONFIG;
     }
     struct fcgiclient *c = fcgiclient_new(addr, o->timeout_ms, &e);
     if (!c) {
-        fprintf(err, "memfillctl: warm: --fastcgi: %s\n", e.text);
+        err_set(err, NULL, 0, 0, "--fastcgi: %s", e.text);
         key_pattern_free(key);
         return EX_USAGE;
     }
     struct run r;
     memset(&r, 0, sizeof r);
     r.o = o;
-    r.err = err;
+    r.report = report;
     r.started_ms = util_now_ms();
     buf_init(&r.line);
-    r.bar = o->progress > 0 || (o->progress < 0 && isatty(fileno(err)));
+    r.bar = o->progress > 0 || (o->progress < 0 && isatty(fileno(report)));
 
     size_t next = 0, total = o->urls.n;
     uint64_t last_draw = 0;
@@ -680,7 +679,7 @@ int warm_run(const struct config *cfg, const struct warm_opts *o, FILE *err)
         }
         if (fcgiclient_poll(c, 100, on_done, &r) < 0) {
             clear_bar(&r);
-            fprintf(err, "memfillctl: warm: poll: %s\n", strerror(errno));
+            fprintf(report, "memfillctl: warm: poll: %s\n", strerror(errno));
             break;
         }
         uint64_t now = util_now_ms();
@@ -695,9 +694,9 @@ int warm_run(const struct config *cfg, const struct warm_opts *o, FILE *err)
     buf_reset(&r.line, 1 << 16);
     warm_tally_format(&r.tally, &r.line);
     uint64_t ms = util_now_ms() - r.started_ms;
-    fprintf(err, "%s\n", r.line.data);
+    fprintf(report, "%s\n", r.line.data);
     if (o->verbose)
-        fprintf(err, "warm: %llu ms, %.1f pages/s at concurrency %u\n", (unsigned long long)ms,
+        fprintf(report, "warm: %llu ms, %.1f pages/s at concurrency %u\n", (unsigned long long)ms,
                 ms ? (double)r.tally.requested * 1000.0 / (double)ms : 0.0, o->concurrency);
     int failed = r.tally.failed > 0 || r.tally.requested < total;
     buf_fini(&r.line);

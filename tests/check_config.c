@@ -134,6 +134,13 @@ START_TEST(test_config_defaults)
     ck_assert_int_eq(cfg->routes[0].cache, 1);
     ck_assert_str_eq(cfg->routes[0].root, "/site/docs"); /* relative to the config */
     ck_assert_str_eq(cfg->admin_allow[0], "127.0.0.1/8");
+    /* admin.allow is parsed once, at load; the selector is built once. */
+    ck_assert_uint_eq(cfg->nadmin_nets, 2);
+    ck_assert_int_eq(addr_cidr_match(cfg->admin_nets, cfg->nadmin_nets, "127.0.0.5"), 1);
+    ck_assert_int_eq(addr_cidr_match(cfg->admin_nets, cfg->nadmin_nets, "::1"), 1);
+    ck_assert_int_eq(addr_cidr_match(cfg->admin_nets, cfg->nadmin_nets, "10.0.0.1"), 0);
+    ck_assert_ptr_nonnull(cfg->nodes);
+    ck_assert_uint_eq(nodesel_count(cfg->nodes), 1);
     ck_assert_uint_eq(cfg->request_timeout, 30);
     ck_assert_uint_eq(cfg->max_body, 1048576);
     struct buf out = BUF_INIT;
@@ -217,11 +224,19 @@ START_TEST(test_config_set_servers)
     ck_assert_msg(cfg != NULL, "%s", e.text);
     char a1[] = "10.0.0.1:11211", a2[] = "10.0.0.2:11211";
     char *list[] = {a1, a2};
-    config_set_servers(cfg, list, 2);
+    ck_assert_int_eq(config_set_servers(cfg, list, 2, NULL), 0);
+    ck_assert_uint_eq(nodesel_count(cfg->nodes), 2);
     ck_assert_uint_eq(cfg->nservers, 2);
     ck_assert_str_eq(cfg->servers[1].address, "10.0.0.2:11211");
     ck_assert_uint_eq(cfg->servers[0].weight, 1);
     ck_assert_ptr_null(cfg->servers[0].name);
+    /* A discovered list that is no valid node list is an error. */
+    char bad[] = "host:0";
+    char *badlist[] = {bad};
+    err_clear(&e);
+    ck_assert_int_lt(config_set_servers(cfg, badlist, 1, &e), 0);
+    ck_assert_ptr_null(cfg->nodes);
+    ck_assert_msg(strstr(e.text, "memcached.servers: ") == e.text, "%s", e.text);
     config_free(cfg);
 }
 END_TEST

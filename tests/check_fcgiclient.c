@@ -676,7 +676,7 @@ END_TEST
 static char *argv_store[64];
 static size_t argv_used;
 
-static int parse(const char *const *args, int n, struct warm_opts *o, FILE *err)
+static int parse(const char *const *args, int n, struct warm_opts *o, struct err *err)
 {
     char **argv = argv_store + argv_used;
     ck_assert_uint_lt(argv_used + (size_t)n + 1, 64);
@@ -710,8 +710,11 @@ START_TEST(test_warm_opts)
     const char *args[] = {"warm", "/zero", "--from", list, "--sitemap", map, "--concurrency",
                           "8", "--fastcgi", "127.0.0.1:9", "--timeout", "5", "-v"};
     struct warm_opts o;
-    FILE *err = tmpfile();
-    ck_assert_int_eq(parse(args, 13, &o, err), 0);
+    struct err e;
+    err_clear(&e);
+    ck_assert_int_eq(parse(args, 13, &o, &e), 0);
+    ck_assert_int_eq(e.set, 0);
+    ck_assert_uint_eq(o.notes.len, 0);
     ck_assert_uint_eq(o.urls.n, 4);
     ck_assert_str_eq(o.urls.items[0], "/zero");
     ck_assert_str_eq(o.urls.items[1], "/one");
@@ -722,16 +725,36 @@ START_TEST(test_warm_opts)
     ck_assert_int_eq(o.verbose, 1);
     warm_opts_fini(&o);
     const char *bad1[] = {"warm", "--concurrency", "0", "/x"};
-    ck_assert_int_eq(parse(bad1, 4, &o, err), 64);
+    ck_assert_int_eq(parse(bad1, 4, &o, &e), 64);
+    ck_assert_ptr_nonnull(strstr(e.text, "--concurrency"));
     warm_opts_fini(&o);
     const char *bad2[] = {"warm"};
-    ck_assert_int_eq(parse(bad2, 1, &o, err), 64);
+    err_clear(&e);
+    ck_assert_int_eq(parse(bad2, 1, &o, &e), 64);
+    ck_assert_int_eq(e.set, 1);
     warm_opts_fini(&o);
     const char *bad3[] = {"warm", "--from", "/nonexistent/list"};
-    ck_assert_int_eq(parse(bad3, 3, &o, err), 66);
+    err_clear(&e);
+    ck_assert_int_eq(parse(bad3, 3, &o, &e), 66);
+    ck_assert_str_eq(e.text, "cannot read /nonexistent/list: No such file or directory");
+    warm_opts_fini(&o);
+    /* A file without URLs is a note, not an error. */
+    char empty[128];
+    snprintf(empty, sizeof empty, "%s/empty.txt", dir);
+    f = fopen(empty, "w");
+    fputs("# nothing here\n", f);
+    fclose(f);
+    const char *note[] = {"warm", "--from", empty, "/x"};
+    err_clear(&e);
+    ck_assert_int_eq(parse(note, 4, &o, &e), 0);
+    ck_assert_int_eq(e.set, 0);
+    ck_assert_uint_eq(o.urls.n, 1);
+    char want[200];
+    snprintf(want, sizeof want, "%s: no URLs found\n", empty);
+    ck_assert_str_eq(o.notes.data, want);
     warm_opts_fini(&o);
     parse_free();
-    fclose(err);
+    unlink(empty);
     unlink(list);
     unlink(map);
     rmdir(dir);

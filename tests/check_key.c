@@ -14,9 +14,26 @@
 #include "memfill/buf.h"
 #include "memfill/err.h"
 #include "memfill/key.h"
+#include "memfill/keyloc.h"
+#include "memfill/nodesel.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */
+
+/* 1 when keyloc_find says nginx can read raw back (one node, so the node
+ * is never the reason). */
+static int key_fits(const char *raw, size_t len)
+{
+    static const struct nodesel_server one = {"127.0.0.1:11211", 1, NULL};
+    struct nodesel *ns = nodesel_new(NODESEL_CONSISTENT, &one, 1, NULL);
+    ck_assert_ptr_nonnull(ns);
+    struct buf esc = BUF_INIT;
+    int node;
+    int fit = keyloc_find(ns, raw, len, &esc, &node) == KEYLOC_OK;
+    buf_fini(&esc);
+    nodesel_free(ns);
+    return fit;
+}
 
 /* Opens tests/vectors/<name>, failing the test when it is missing. */
 static void open_vectors(struct tu_tsv *t, const char *name)
@@ -251,33 +268,75 @@ START_TEST(test_key_unescape_errors)
 }
 END_TEST
 
+/* keyloc_find: the escaped key is appended, the node is nodesel_pick's,
+ * and the verdict separates the empty key (500) from the long one (502). */
+START_TEST(test_keyloc_find)
+{
+    static const struct nodesel_server three[] = {
+        {"10.0.0.1:11211", 1, "a"}, {"10.0.0.2:11211", 2, "b"}, {"10.0.0.3:11211", 1, "c"}};
+    const enum nodesel_dist dists[] = {NODESEL_CONSISTENT, NODESEL_HASH,
+                                       NODESEL_UPSTREAM_LIST};
+    char k[300];
+    for (size_t d = 0; d < 3; d++) {
+        struct nodesel *ns = nodesel_new(dists[d], three, 3, NULL);
+        ck_assert_ptr_nonnull(ns);
+        struct buf esc = BUF_INIT;
+        buf_append_str(&esc, "kept:");
+        int node = -2;
+        ck_assert_int_eq(keyloc_find(ns, "/a b%", 5, &esc, &node), KEYLOC_OK);
+        ck_assert_str_eq(esc.data, "kept:/a%20b%25");
+        ck_assert_int_eq(node, nodesel_pick(ns, "/a b%", 5));
+        ck_assert_int_ge(node, 0);
+
+        /* 83 spaces + 'x' = 250 escaped: fits; 84 spaces = 252: too long,
+         * though the node is still named. */
+        memset(k, ' ', 84);
+        k[83] = 'x';
+        buf_reset(&esc, 0);
+        ck_assert_int_eq(keyloc_find(ns, k, 84, &esc, &node), KEYLOC_OK);
+        ck_assert_uint_eq(esc.len, 250);
+        k[83] = ' ';
+        buf_reset(&esc, 0);
+        ck_assert_int_eq(keyloc_find(ns, k, 84, &esc, &node), KEYLOC_TOO_LONG);
+        ck_assert_uint_eq(esc.len, 252);
+        ck_assert_int_eq(node, nodesel_pick(ns, k, 84));
+
+        buf_reset(&esc, 0);
+        ck_assert_int_eq(keyloc_find(ns, "", 0, &esc, &node), KEYLOC_EMPTY);
+        ck_assert_uint_eq(esc.len, 0);
+        buf_fini(&esc);
+        nodesel_free(ns);
+    }
+}
+END_TEST
+
 START_TEST(test_key_length_limits)
 {
     char k[300];
     memset(k, 'a', sizeof k);
-    ck_assert_int_eq(key_is_storable(k, 249), 1);
-    ck_assert_int_eq(key_is_storable(k, 250), 1);
-    ck_assert_int_eq(key_is_storable(k, 251), 0);
-    ck_assert_int_eq(key_is_storable(k, 0), 0);
-    ck_assert_int_eq(key_is_storable(k, 1), 1);
+    ck_assert_int_eq(key_fits(k, 249), 1);
+    ck_assert_int_eq(key_fits(k, 250), 1);
+    ck_assert_int_eq(key_fits(k, 251), 0);
+    ck_assert_int_eq(key_fits(k, 0), 0);
+    ck_assert_int_eq(key_fits(k, 1), 1);
 
     /* doc/nginx.md §2: 83 spaces + 1 byte = 250 escaped bytes is a hit,
      * 84 spaces (252 escaped) is a 502. */
     memset(k, ' ', 84);
     k[83] = 'x';
     ck_assert_uint_eq(key_escaped_len(k, 84), 250);
-    ck_assert_int_eq(key_is_storable(k, 84), 1);
+    ck_assert_int_eq(key_fits(k, 84), 1);
     k[83] = ' ';
     ck_assert_uint_eq(key_escaped_len(k, 84), 252);
-    ck_assert_int_eq(key_is_storable(k, 84), 0);
+    ck_assert_int_eq(key_fits(k, 84), 0);
     ck_assert_uint_eq(key_escaped_len(k, 83), 249);
-    ck_assert_int_eq(key_is_storable(k, 83), 1);
+    ck_assert_int_eq(key_fits(k, 83), 1);
 
     /* 248 plain bytes + one '%' = 251 escaped: over the limit */
     memset(k, 'b', 248);
     k[248] = '%';
     ck_assert_uint_eq(key_escaped_len(k, 249), 251);
-    ck_assert_int_eq(key_is_storable(k, 249), 0);
+    ck_assert_int_eq(key_fits(k, 249), 0);
     ck_assert_uint_eq(key_escaped_len(k, 248), 248);
     /* NUL bytes count too, and nothing past len is read */
     memset(k, 0, 100);
@@ -360,12 +419,12 @@ START_TEST(test_key_request_vars_vectors)
         }
         free(qs);
         if (strcmp(status, "404") == 0) {
-            ck_assert_msg(got.len > 0 && key_is_storable(got.data, got.len),
+            ck_assert_msg(got.len > 0 && key_fits(got.data, got.len),
                           "%s:%u: 404 row with an unusable key", t.path, t.lineno);
             n404++;
         } else {
             ck_assert_msg(got.len == 0, "%s:%u: 500 row with a key", t.path, t.lineno);
-            ck_assert_int_eq(key_is_storable(got.data, got.len), 0);
+            ck_assert_int_eq(key_fits(got.data, got.len), 0);
             n500++;
         }
     }
@@ -732,6 +791,7 @@ Suite *key_suite(void)
 
     tc = tcase_create("limits");
     tcase_add_test(tc, test_key_length_limits);
+    tcase_add_test(tc, test_keyloc_find);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("uri");

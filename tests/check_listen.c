@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "memfill/config.h"
+#include "memfill/addr.h"
 #include "memfill/listen.h"
 
 static char dir[] = "/tmp/memfill-check-listen-XXXXXX";
@@ -56,18 +57,23 @@ START_TEST(test_listen_spec_syntax)
     static const char *const bad[] = {"9000",     "host",       "[::1]9000",  "[]:1",
                                       "h:0",      "h:70000",    "h:",         "::1:9000",
                                       "unix:rel", "unix:",      "h:12x"};
-    char msg[256];
-    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
-        ck_assert_msg(listen_check_spec(good[i], msg, sizeof msg) == 0, "%s: %s", good[i], msg);
+    struct addr a;
+    struct err e;
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        err_clear(&e);
+        ck_assert_msg(addr_parse(good[i], ADDR_LISTEN, 0, &a, &e) == 0, "%s: %s", good[i],
+                      e.text);
+        addr_fini(&a);
+    }
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        msg[0] = '\0';
-        ck_assert_msg(listen_check_spec(bad[i], msg, sizeof msg) < 0, "%s accepted", bad[i]);
-        ck_assert_msg(msg[0] != '\0', "%s: no reason given", bad[i]);
+        err_clear(&e);
+        ck_assert_msg(addr_parse(bad[i], ADDR_LISTEN, 0, &a, &e) < 0, "%s accepted", bad[i]);
+        ck_assert_msg(e.set && e.text[0] != '\0', "%s: no reason given", bad[i]);
     }
     char longpath[200] = "unix:/";
     memset(longpath + 6, 'a', sizeof longpath - 7);
     longpath[sizeof longpath - 1] = '\0';
-    ck_assert_int_lt(listen_check_spec(longpath, msg, sizeof msg), 0);
+    ck_assert_int_lt(addr_parse(longpath, ADDR_LISTEN, 0, &a, NULL), 0);
 }
 END_TEST
 

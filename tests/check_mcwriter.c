@@ -433,46 +433,6 @@ START_TEST(test_address_forms)
 }
 END_TEST
 
-START_TEST(test_split_address)
-{
-    static const struct {
-        const char *in;
-        int rc;
-        const char *host;
-        unsigned port;
-        int is_unix;
-    } cases[] = {
-        {"127.0.0.1:11311", 0, "127.0.0.1", 11311, 0},
-        {"[::1]:11211", 0, "::1", 11211, 0},
-        {"[::1]", 0, "::1", 11211, 0},
-        {"::1", 0, "::1", 11211, 0},
-        {"cache.example", 0, "cache.example", 11211, 0},
-        {"unix:/run/mc.sock", 0, "/run/mc.sock", 0, 1},
-        {"UNIX:/run/mc.sock", 0, "/run/mc.sock", 0, 1},
-        {"unix:", -1, NULL, 0, 0},
-        {"host:0", -1, NULL, 0, 0},
-        {"host:65536", -1, NULL, 0, 0},
-        {"[::1]x", -1, NULL, 0, 0},
-        {":11211", -1, NULL, 0, 0},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char *host;
-        unsigned port;
-        int is_unix;
-        int rc = mcwriter_split_address(cases[i].in, &host, &port, &is_unix);
-        ck_assert_msg(rc == cases[i].rc, "%s: rc %d", cases[i].in, rc);
-        if (rc == 0) {
-            ck_assert_str_eq(host, cases[i].host);
-            ck_assert_uint_eq(port, cases[i].port);
-            ck_assert_int_eq(is_unix, cases[i].is_unix);
-        } else {
-            ck_assert_ptr_null(host);
-        }
-        free(host);
-    }
-}
-END_TEST
-
 /* ---- fake nodes ---- */
 
 enum fake_mode {
@@ -844,7 +804,6 @@ static Suite *mcwriter_suite(void)
     tcase_add_test(tc, test_item_limit);
     tcase_add_test(tc, test_node_refuses_size);
     tcase_add_test(tc, test_address_forms);
-    tcase_add_test(tc, test_split_address);
     suite_add_tcase(s, tc);
     tc = tcase_create("fake");
     tcase_set_timeout(tc, 30);

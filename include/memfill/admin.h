@@ -1,5 +1,5 @@
-/* admin.h - the guarded operator endpoints: PURGE requests handled by the
- * workers, and the access guard shared with the status listener. */
+/* admin.h - the PURGE requests handled by the workers, behind the guard
+ * of adminguard.h. */
 #ifndef MEMFILL_ADMIN_H
 #define MEMFILL_ADMIN_H
 
@@ -7,11 +7,6 @@
 #include "memfill/request.h"
 #include "memfill/site.h"
 #include "memfill/stats.h"
-
-/* Returns 1 when a client at remote_addr presenting token (may be NULL)
- * may use the operator endpoints: admin.token must be set and equal
- * (compared in constant time), and remote_addr inside admin.allow. */
-int admin_allowed(const struct config *cfg, const char *remote_addr, const char *token);
 
 /* Handles a PURGE request: the page of the request's own key (MEMC_KEY or
  * cache.key), or the raw key in the X-Memfill-Purge-Key header, or every

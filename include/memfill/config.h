@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "memfill/addr.h"
 #include "memfill/err.h"
 #include "memfill/log.h"
 #include "memfill/nodesel.h"
@@ -138,6 +139,12 @@ struct config {
     char *admin_token;  /* X-Memfill-Token value required for status and purge;
                            at least CONFIG_ADMIN_TOKEN_MIN bytes */
     char **admin_allow; /* CIDR allow-list (default: loopback) */
+    struct addr_cidr *admin_nets; /* admin_allow, parsed once at load */
+    size_t nadmin_nets;
+
+    /* Built once at load from servers and distribution (resolving each
+     * address, see nodesel_new), kept for the site and memfillctl. */
+    struct nodesel *nodes;
 
     struct config_route *routes;
     size_t nroutes;
@@ -158,12 +165,12 @@ struct config *config_load(const char *path, unsigned flags, struct err *err);
 struct config *config_load_string(const char *text, size_t len, const char *source,
                                   const char *dir, unsigned flags, struct err *err);
 void config_free(struct config *cfg);
-/* Builds the node selector for cfg's servers and distribution. Returns a
- * new selector (free with nodesel_free()), or NULL with err set. */
-struct nodesel *config_nodesel_new(const struct config *cfg, struct err *err);
 /* Replaces cfg's memcached servers with n addresses (weight 1, no name),
- * e.g. a list found by cluster discovery. The strings are copied. */
-void config_set_servers(struct config *cfg, char *const *addresses, size_t n);
+ * e.g. a list found by cluster discovery, and rebuilds cfg->nodes over
+ * them. The strings are copied. Returns 0, or -1 with err set
+ * ("memcached.servers: ...") when the list is not a valid node list; the
+ * config must then be freed. */
+int config_set_servers(struct config *cfg, char *const *addresses, size_t n, struct err *err);
 
 /* Writes every effective value, one "path = value" line each, to out. */
 struct buf;

@@ -24,12 +24,6 @@ size_t key_escaped_len(const char *raw, size_t len);
  * unchanged) when a '%' is not followed by two hex digits (either case). */
 int key_unescape(const char *escaped, size_t len, struct buf *out);
 
-/* Returns 1 when nginx can read raw back from memcached: the key is not
- * empty (nginx answers 500) and its escaped form is at most
- * KEY_MAX_ESCAPED bytes (memcached refuses longer keys and nginx answers
- * 502, marking the node failed). Returns 0 otherwise. */
-int key_is_storable(const char *raw, size_t len);
-
 /* nginx's $uri from a request target as nginx's $request_uri holds it
  * (REQUEST_URI): "/path", "/path?args" or "/path#frag"; the path ends at
  * the first raw '?' or '#'. Decodes %XX (either case), merges slashes and

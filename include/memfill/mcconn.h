@@ -32,8 +32,8 @@ enum mcconn_result {
 struct mcconn;
 
 /* Prepares a connection to address ("host:port", "[v6]:port", "unix:/path",
- * a bare host = port 11211; see mcwriter_split_address). Nothing is looked
- * up or connected until mcconn_open. Returns a new connection; free with
+ * a bare host = port 11211: addr_parse's ADDR_MEMCACHED). Nothing is
+ * looked up or connected until mcconn_open. Returns a new connection; free with
  * mcconn_free(). */
 struct mcconn *mcconn_new(const char *address);
 void mcconn_free(struct mcconn *c);

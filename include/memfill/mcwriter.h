@@ -69,10 +69,4 @@ const char *mcwriter_result_name(enum mcw_result r);
 /* The address text of the node as configured. */
 const char *mcwriter_node_address(const struct mcwriter *w, size_t node);
 
-/* Splits a memcached address as nginx writes it ("host:port", "[v6]:port",
- * "unix:/path", bare "host" = port 11211) into host (new string, free with
- * free(); for unix the socket path) and port (0 for unix). Returns 0, or -1
- * when malformed. */
-int mcwriter_split_address(const char *address, char **host, unsigned *port, int *is_unix);
-
 #endif

@@ -21,7 +21,7 @@ struct site {
     struct config *cfg;
     struct router *router;
     struct key_pattern *key;
-    struct nodesel *nodes;
+    const struct nodesel *nodes; /* cfg->nodes, owned by the config */
     struct regex_list *skip_uri;
     const struct handler_ops **ops; /* per route */
     void **states;                  /* per route */

@@ -40,10 +40,4 @@ int statusd_wait_ms(const struct statusd *sd);
  * stats_master(st): admin_refused, admin_timeouts, admin_overflow. */
 void statusd_serve(struct statusd *sd, struct stats *st, const struct status_info *info);
 
-/* Client side, for memfillctl stats: GETs path from the listener at spec
- * with token (may be NULL). Appends the body to out and returns the HTTP
- * status, or -1 with err set when the listener cannot be reached. */
-int admin_client_get(const char *spec, const char *path, const char *token, struct buf *out,
-                     struct err *err);
-
 #endif

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "memfill/buf.h"
+#include "memfill/keyloc.h"
 #include "memfill/mcwriter.h"
 #include "memfill/request.h"
 #include "memfill/site.h"
@@ -23,6 +24,7 @@ struct store_job {
     struct buf raw_key;  /* the key nginx hashes */
     struct buf esc_key;  /* the key nginx asks memcached for */
     int node;            /* node index, -1 when unknown */
+    enum keyloc_fit key_fit; /* whether nginx can read esc_key at all */
     unsigned ttl;
     uint32_t flags;      /* memcached item flags (cache.gzip_flag when gzip) */
     int gzip;            /* store the value gzip-compressed */

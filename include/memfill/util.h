@@ -1,4 +1,5 @@
-/* util.h - allocation that aborts on OOM, number parsing, small helpers. */
+/* util.h - allocation that aborts on OOM, number parsing, reading a whole
+ * file, small helpers. */
 #ifndef MEMFILL_UTIL_H
 #define MEMFILL_UTIL_H
 
@@ -29,5 +30,19 @@ int util_ascii_caseeq(const char *a, const char *b, size_t n);
 
 /* Returns 1 when s (NUL-terminated) starts with prefix. */
 int util_starts_with(const char *s, const char *prefix);
+
+struct buf;
+struct err;
+
+/* Appends everything read from fd up to end of file to out, at most max
+ * bytes; out stays NUL-terminated (and non-NULL even for an empty file).
+ * name is the file's name for err. Returns 0, or -1 with err set (source =
+ * name, text = the reason) and errno set: EFBIG when there is more than
+ * max bytes, out then holds what it held before. Retries on EINTR; a
+ * non-blocking fd that has nothing yet is an error (EAGAIN). */
+int util_read_fd(int fd, const char *name, size_t max, struct buf *out, struct err *err);
+/* Opens path and reads it whole with util_read_fd. A failed open is
+ * reported the same way (text = strerror). */
+int util_read_file(const char *path, size_t max, struct buf *out, struct err *err);
 
 #endif

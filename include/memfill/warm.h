@@ -118,21 +118,25 @@ struct warm_opts {
     int verbose;          /* one line per URL */
     int progress;         /* -1 = when the stream is a TTY, 0 off, 1 on */
     struct warm_list urls;
+    struct buf notes;     /* remarks that stop nothing, whole lines ("FILE: no URLs found") */
 };
 
 /* Parses warm's arguments (argv[0] is "warm"): URL..., --from FILE
  * ("-" = stdin), --sitemap FILE, --concurrency N, --fastcgi ADDR,
  * --timeout SECONDS, --host HOST, -v, --progress, --no-progress. Files are
- * read here, in order. Returns 0, or a sysexits code after writing one
- * line to err (64 usage, 66 unreadable file). Release o with
- * warm_opts_fini() either way. */
-int warm_opts_parse(int argc, char **argv, struct warm_opts *o, FILE *err);
+ * read here, in order (a file without URLs adds a line to o->notes).
+ * Returns 0, or a sysexits code with err set (64 usage, 66 unreadable
+ * file). Release o with warm_opts_fini() either way. */
+int warm_opts_parse(int argc, char **argv, struct warm_opts *o, struct err *err);
 void warm_opts_fini(struct warm_opts *o);
 
 /* Warms every URL of o against memfill, o->concurrency at a time, writing
- * a progress bar (when enabled), one line per failure and the summary line
- * to err. Returns 0 when nothing failed, 1 otherwise, or a sysexits code
- * (64, 78) when it could not start. */
-int warm_run(const struct config *cfg, const struct warm_opts *o, FILE *err);
+ * its report to the stream report: a progress bar (when enabled and
+ * report is a TTY), one line per failure and the summary line. Returns 0
+ * when nothing failed, 1 otherwise, or a sysexits code (64, 78) with err
+ * set when it could not start (err has the config's path as source for a
+ * config error). */
+int warm_run(const struct config *cfg, const struct warm_opts *o, FILE *report,
+             struct err *err);
 
 #endif

@@ -13,6 +13,8 @@
 #include "memfill/buf.h"
 #include "memfill/err.h"
 #include "memfill/key.h"
+#include "memfill/keyloc.h"
+#include "memfill/nodesel.h"
 
 #include "fuzzutil.h"
 
@@ -46,8 +48,17 @@ static void check_escape(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(key_unescape(esc.data ? esc.data : "", esc.len, &back) == 0);
     FUZZ_CHECK(back.len == size && (size == 0 || memcmp(back.data, data, size) == 0));
-    int storable = key_is_storable((const char *)data, size);
-    FUZZ_CHECK(storable == (size > 0 && esc.len <= KEY_MAX_ESCAPED));
+    static struct nodesel *one;
+    if (!one) {
+        static const struct nodesel_server server = {"127.0.0.1:11211", 1, NULL};
+        one = nodesel_new(NODESEL_CONSISTENT, &server, 1, NULL);
+    }
+    struct buf esc2 = BUF_INIT;
+    int node;
+    enum keyloc_fit fit = keyloc_find(one, (const char *)data, size, &esc2, &node);
+    FUZZ_CHECK(esc2.len == esc.len && (size == 0 || memcmp(esc2.data, esc.data, esc.len) == 0));
+    FUZZ_CHECK((fit == KEYLOC_OK) == (size > 0 && esc.len <= KEY_MAX_ESCAPED));
+    buf_fini(&esc2);
     /* Unescaping arbitrary bytes either fails or gives something that
      * escapes to a string no longer than the input. */
     struct buf raw = BUF_INIT;
