@@ -128,7 +128,7 @@ void response_reset(struct response *resp, size_t keep)
     buf_reset(&resp->tags, keep);
     resp->status = 200;
     resp->no_store = 0;
-    resp->no_store_reason = 0;
+    resp->no_store_reason = OUTCOME_STORED;
     resp->ttl = -1;
     resp->event = 0;
 }

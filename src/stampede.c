@@ -232,15 +232,15 @@ enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
 void stampede_settle(const struct stampede *s, struct store_job *job)
 {
     if (s->result == STAMPEDE_SERVED)
-        job->decision = STATS_LOCK_SERVED;
-    else if (s->result == STAMPEDE_TIMED_OUT && job->decision == STATS_STORED)
-        job->decision = STATS_SKIP_LOCK_LOST;
+        job->decision = OUTCOME_LOCK_SERVED;
+    else if (s->result == STAMPEDE_TIMED_OUT && job->decision == OUTCOME_STORED)
+        job->decision = OUTCOME_SKIP_LOCK_LOST;
 }
 
-void stampede_leave(struct stampede *s, struct mcwriter *mc, enum stats_counter outcome)
+void stampede_leave(struct stampede *s, struct mcwriter *mc, enum store_outcome outcome)
 {
     if (s->result == STAMPEDE_HOLDER) {
-        if (outcome == STATS_STORED) {
+        if (outcome == OUTCOME_STORED) {
             char *v = NULL;
             size_t vlen = 0;
             enum mcw_result r =

@@ -385,11 +385,11 @@ static void serve_one(struct worker *w, char **envp)
      * BEFORE answering and says how it went: nobody waits on it. */
     int warm = warm_requested(&w->req);
     uint64_t usec = 0;
-    enum stats_counter outcome = STATS_N;
+    enum store_outcome outcome = OUTCOME_N;
     if (warm) {
         outcome =
             store_execute(w->mc, &w->job, w->resp.body.data, w->resp.body.len, &w->gz, &usec);
-        const char *said = stats_counter_name(outcome);
+        const char *said = store_outcome_name(outcome);
         response_add_header(&w->resp, "X-Memfill-Store", said, strlen(said));
     }
     int head_only = strcmp(w->req.method, "HEAD") == 0;
@@ -411,23 +411,23 @@ static void serve_one(struct worker *w, char **envp)
         outcome =
             store_execute(w->mc, &w->job, w->resp.body.data, w->resp.body.len, &w->gz, &usec);
     stampede_leave(&w->stampede, w->mc, outcome);
-    count(w, outcome);
-    if (outcome == STATS_STORED && w->resp.tags.len)
+    count(w, stats_outcome_counter(outcome));
+    if (outcome == OUTCOME_STORED && w->resp.tags.len)
         purge_index_tags(w->mc, (size_t)w->job.node, w->job.esc_key.data, w->job.esc_key.len,
                          w->resp.tags.data, w->resp.tags.len);
-    if (w->job.decision == STATS_STORED && w->job.node >= 0 && w->job.node < STATS_MAX_NODES) {
-        if (outcome == STATS_STORED)
+    if (w->job.decision == OUTCOME_STORED && w->job.node >= 0 && w->job.node < STATS_MAX_NODES) {
+        if (outcome == OUTCOME_STORED)
             w->slot->node_ok[w->job.node]++;
-        else if (outcome != STATS_SKIP_SIZE)
+        else if (outcome != OUTCOME_SKIP_SIZE)
             w->slot->node_fail[w->job.node]++;
         w->slot->node_usec[w->job.node] += usec;
     }
-    if (outcome >= STATS_FAIL_CONNECTION && outcome <= STATS_FAIL_TOO_LARGE)
+    if (store_outcome_failed(outcome))
         log_warn("store failed on %s: %s", mcwriter_node_address(w->mc, (size_t)w->job.node),
-                 stats_counter_name(outcome));
+                 store_outcome_name(outcome));
     if (w->cfg->access_log) {
         log_access("%s %d %zu %llums %s%s", s->data, w->resp.status, w->resp.body.len,
-                   (unsigned long long)(util_now_ms() - t0), stats_counter_name(outcome),
+                   (unsigned long long)(util_now_ms() - t0), store_outcome_name(outcome),
                    sent < 0 ? " (client gone)" : "");
     }
     request_fini(&w->req);

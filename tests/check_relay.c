@@ -11,7 +11,7 @@
 #include "memfill/key.h"
 #include "memfill/relay.h"
 #include "memfill/request.h"
-#include "memfill/stats.h"
+#include "memfill/outcome.h"
 #include "memfill/util.h"
 
 #include <check.h>
@@ -211,35 +211,35 @@ START_TEST(test_build_url)
         const char *uri;   /* REQUEST_URI; DOCUMENT_URI is worked out from it */
         const char *query; /* QUERY_STRING, or NULL */
         const char *url;   /* after the origin */
-        int reason;        /* STATS_STORED: storable */
+        int reason;        /* OUTCOME_STORED: storable */
     } rows[] = {
-        {"$uri$is_args$args", "/a/b", NULL, "/a/b", STATS_STORED},
-        {"$uri$is_args$args", "/a/b?x=1&y=%20", "x=1&y=%20", "/a/b?x=1&y=%20", STATS_STORED},
-        {"$uri$is_args$args", "/cat/zzz/..%2Fb", NULL, "/cat/b", STATS_STORED},
-        {"$uri$is_args$args", "//cat//./c/", NULL, "/cat/c/", STATS_STORED},
-        {"$uri$is_args$args", "/caf%c3%a9", NULL, "/caf%C3%A9", STATS_STORED},
-        {"$uri$is_args$args", "/a%20b%25", NULL, "/a%20b%25", STATS_STORED},
-        {"$uri$is_args$args", "/p?", "", "/p", STATS_STORED},
+        {"$uri$is_args$args", "/a/b", NULL, "/a/b", OUTCOME_STORED},
+        {"$uri$is_args$args", "/a/b?x=1&y=%20", "x=1&y=%20", "/a/b?x=1&y=%20", OUTCOME_STORED},
+        {"$uri$is_args$args", "/cat/zzz/..%2Fb", NULL, "/cat/b", OUTCOME_STORED},
+        {"$uri$is_args$args", "//cat//./c/", NULL, "/cat/c/", OUTCOME_STORED},
+        {"$uri$is_args$args", "/caf%c3%a9", NULL, "/caf%C3%A9", OUTCOME_STORED},
+        {"$uri$is_args$args", "/a%20b%25", NULL, "/a%20b%25", OUTCOME_STORED},
+        {"$uri$is_args$args", "/p?", "", "/p", OUTCOME_STORED},
         /* a decoded '?': relayed encoded, never stored */
-        {"$uri$is_args$args", "/cat/x%3Fpage=2", NULL, "/cat/x%3Fpage=2", STATS_SKIP_TARGET},
-        {"$uri$is_args$args", "/x%3f?a=1", "a=1", "/x%3F?a=1", STATS_SKIP_TARGET},
+        {"$uri$is_args$args", "/cat/x%3Fpage=2", NULL, "/cat/x%3Fpage=2", OUTCOME_SKIP_TARGET},
+        {"$uri$is_args$args", "/x%3f?a=1", "a=1", "/x%3F?a=1", OUTCOME_SKIP_TARGET},
         /* $request_uri holds the raw target: no ambiguity */
-        {"$request_uri", "/x%3F?a=1", "a=1", "/x%3F?a=1", STATS_STORED},
-        {"$request_uri", "/a/../b?q", "q", "/a/../b?q", STATS_STORED},
-        {"$request_uri", "//a%2f%41?q#f", "q", "//a%2f%41?q%23f", STATS_STORED},
-        {"$uri$request_uri", "/x/..%2Fa?q", "q", "/x/..%2Fa?q", STATS_STORED},
+        {"$request_uri", "/x%3F?a=1", "a=1", "/x%3F?a=1", OUTCOME_STORED},
+        {"$request_uri", "/a/../b?q", "q", "/a/../b?q", OUTCOME_STORED},
+        {"$request_uri", "//a%2f%41?q#f", "q", "//a%2f%41?q%23f", OUTCOME_STORED},
+        {"$uri$request_uri", "/x/..%2Fa?q", "q", "/x/..%2Fa?q", OUTCOME_STORED},
         /* the args the key does not cover are not relayed */
-        {"$uri", "/a?b=1", "b=1", "/a", STATS_STORED},
+        {"$uri", "/a?b=1", "b=1", "/a", OUTCOME_STORED},
         {"$uri$is_args$arg_page", "/l?x=1&PAGE=2&page=3", "x=1&PAGE=2&page=3", "/l?page=2",
-         STATS_STORED},
+         OUTCOME_STORED},
         {"$uri|$arg_b|$arg_a|$arg_B", "/l?a=1&b=2&c=3", "a=1&b=2&c=3", "/l?b=2&a=1",
-         STATS_STORED},
-        {"$uri|$arg_a", "/l?a=&b=2", "a=&b=2", "/l", STATS_STORED},
+         OUTCOME_STORED},
+        {"$uri|$arg_a", "/l?a=&b=2", "a=&b=2", "/l", OUTCOME_STORED},
         /* bytes no URL holds raw are encoded in the args too */
-        {"$uri$is_args$args", "/e?\xc3\xa9=1", "\xc3\xa9=1", "/e?%C3%A9=1", STATS_STORED},
+        {"$uri$is_args$args", "/e?\xc3\xa9=1", "\xc3\xa9=1", "/e?%C3%A9=1", OUTCOME_STORED},
         /* a key without the path cannot describe the page */
-        {"$host$args", "/a", NULL, "/a", STATS_SKIP_TARGET},
-        {"fixed", "/a?x", "x", "/a", STATS_SKIP_TARGET},
+        {"$host$args", "/a", NULL, "/a", OUTCOME_SKIP_TARGET},
+        {"fixed", "/a?x", "x", "/a", OUTCOME_SKIP_TARGET},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char *ru = xasprintf("REQUEST_URI=%s", rows[i].uri);
@@ -251,7 +251,7 @@ START_TEST(test_build_url)
         char *want = xasprintf("http://origin.test:8000/base%s", rows[i].url);
         ck_assert_msg(strcmp(b.rr.url.data, want) == 0, "row %zu: %s, want %s", i, b.rr.url.data,
                       want);
-        ck_assert_msg(b.rr.no_store == (rows[i].reason != STATS_STORED), "row %zu: no_store %d",
+        ck_assert_msg(b.rr.no_store == (rows[i].reason != OUTCOME_STORED), "row %zu: no_store %d",
                       i, b.rr.no_store);
         if (b.rr.no_store)
             ck_assert_int_eq(b.rr.no_store_reason, rows[i].reason);
@@ -297,7 +297,7 @@ START_TEST(test_build_key_drift)
     const char *drift[] = {"REQUEST_URI=/a?x=1", "QUERY_STRING=x=1", "MEMC_KEY=/a", NULL};
     build(&b, "$uri$is_args$args", NULL, drift, 0);
     ck_assert_int_eq(b.rr.no_store, 1);
-    ck_assert_int_eq(b.rr.no_store_reason, STATS_SKIP_TARGET);
+    ck_assert_int_eq(b.rr.no_store_reason, OUTCOME_SKIP_TARGET);
     built_fini(&b);
     /* the absolute-target case: nginx's $host (MEMFILL_HOST) is in the key,
      * the Host line says otherwise; no drift, and nginx's host is relayed */
@@ -313,7 +313,7 @@ START_TEST(test_build_key_drift)
     const char *old[] = {"REQUEST_URI=/a", "HTTP_HOST=evil.test", "MEMC_KEY=good.test/a", NULL};
     build(&b, "$host$uri", NULL, old, 0);
     ck_assert_int_eq(b.rr.no_store, 1);
-    ck_assert_int_eq(b.rr.no_store_reason, STATS_SKIP_TARGET);
+    ck_assert_int_eq(b.rr.no_store_reason, OUTCOME_SKIP_TARGET);
     built_fini(&b);
 }
 END_TEST
@@ -430,7 +430,7 @@ START_TEST(test_headers_passthrough)
     };
     build(&b, "$uri", NULL, post, 0); /* not ruled out by the worker: the method does it */
     ck_assert_int_eq(b.rr.passthrough, 1);
-    ck_assert_int_eq(b.rr.no_store_reason, STATS_SKIP_METHOD);
+    ck_assert_int_eq(b.rr.no_store_reason, OUTCOME_SKIP_METHOD);
     ck_assert_int_eq(b.rr.send_body, 1);
     ck_assert_str_eq(b.rr.method, "POST");
     assert_line(&b.rr, "Content-Type", "application/json");

@@ -39,7 +39,7 @@ struct relay_request {
     int send_body;       /* send the request body (never for GET and HEAD) */
     int passthrough;     /* the store was ruled out: client headers went through */
     int no_store;        /* the answer must not be stored ... */
-    int no_store_reason; /* ... for this STATS_SKIP_* reason */
+    enum store_outcome no_store_reason; /* ... for this reason */
 };
 
 void relay_request_init(struct relay_request *rr);

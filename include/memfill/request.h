@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "memfill/buf.h"
+#include "memfill/outcome.h"
 
 struct request {
     char **envp;              /* "NAME=value" strings, NULL-terminated (borrowed) */
@@ -72,7 +73,9 @@ struct response {
     struct buf body;
     /* What the handler learned that decides the store. */
     int no_store;             /* the handler forbids storing (reason below) */
-    int no_store_reason;      /* a store_reason value when no_store */
+    enum store_outcome no_store_reason; /* an OUTCOME_SKIP_* reason when no_store;
+                                           OUTCOME_STORED (0) = none given, counted
+                                           as skip_handler */
     long ttl;                 /* seconds from the handler/origin; -1 = route default */
     struct buf tags;          /* space-separated tags for the tag index */
     int event;                /* a stats counter the worker adds one to (a limit the

@@ -5,7 +5,7 @@
  * while the request's params are still valid and copies what the write
  * needs (raw and escaped key, node, TTL) into a job; the worker then
  * answers nginx and finishes the request; store_execute writes afterwards.
- * Every outcome is one stats counter. */
+ * Every outcome is one enum store_outcome value (outcome.h). */
 #ifndef MEMFILL_STORE_H
 #define MEMFILL_STORE_H
 
@@ -16,10 +16,10 @@
 #include "memfill/mcwriter.h"
 #include "memfill/request.h"
 #include "memfill/site.h"
-#include "memfill/stats.h"
+#include "memfill/outcome.h"
 
 struct store_job {
-    int decision;        /* STATS_STORED: write it; otherwise the skip reason */
+    enum store_outcome decision; /* OUTCOME_STORED: write it; else the skip reason */
     struct buf raw_key;  /* the key nginx hashes */
     struct buf esc_key;  /* the key nginx asks memcached for */
     int node;            /* node index, -1 when unknown */
@@ -68,11 +68,11 @@ void store_request_key(const struct site *site, const struct request *req, struc
  * is set the value is first gzip-compressed into gz (a caller-owned buffer
  * reused from request to request; emptied again before returning, keeping
  * up to 1 MiB), and the item size limit applies to the compressed size.
- * Returns the counter for the outcome: STATS_STORED, STATS_SKIP_SIZE,
- * STATS_SKIP_GZIP or a STATS_FAIL_* value. When job->decision is not
- * STATS_STORED, returns it without writing. *usec gets the write's
+ * Returns the outcome: OUTCOME_STORED, OUTCOME_SKIP_SIZE,
+ * OUTCOME_SKIP_GZIP or an OUTCOME_FAIL_* value. When job->decision is not
+ * OUTCOME_STORED, returns it without writing. *usec gets the write's
  * duration (compression included). */
-enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job,
+enum store_outcome store_execute(struct mcwriter *w, const struct store_job *job,
                                  const void *value, size_t vlen, struct buf *gz,
                                  uint64_t *usec);
 

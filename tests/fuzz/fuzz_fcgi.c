@@ -211,7 +211,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(job.raw_key.len == strlen(req.memc_key) &&
                    memcmp(job.raw_key.data ? job.raw_key.data : "", req.memc_key,
                           job.raw_key.len) == 0);
-    if (job.decision == STATS_STORED) {
+    if (job.decision == OUTCOME_STORED) {
         FUZZ_CHECK(job.node >= 0 && job.node < count);
         FUZZ_CHECK(job.raw_key.len > 0 && job.esc_key.len <= KEY_MAX_ESCAPED);
         FUZZ_CHECK(resp.status == 200 && !resp.no_store);
