@@ -98,6 +98,8 @@ void request_init(struct request *r, char **envp)
     r->memc_key = request_param(r, "MEMC_KEY");
     r->memc_backend = request_param(r, "MEMC_BACKEND");
     r->memc_status = request_param(r, "MEMC_STATUS");
+    const char *warm = request_param(r, "MEMFILL_WARM");
+    r->warm = warm && strcmp(warm, "1") == 0;
 }
 
 void request_fini(struct request *r)

@@ -26,7 +26,6 @@
 #include "memfill/key.h"
 #include "memfill/srcache.h"
 #include "memfill/util.h"
-#include "memfill/warm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,7 +156,7 @@ enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
 {
     const struct config *cfg = site->cfg;
     s->result = STAMPEDE_OFF;
-    if (!cfg->lock_wait_ms || route >= cfg->nroutes || warm_requested(req))
+    if (!cfg->lock_wait_ms || route >= cfg->nroutes || req->warm)
         return s->result;
     struct store_job job;
     store_job_init(&job);

@@ -47,7 +47,6 @@
 #include "memfill/stampede.h"
 #include "memfill/store.h"
 #include "memfill/util.h"
-#include "memfill/warm.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -383,7 +382,7 @@ static void serve_one(struct worker *w, char **envp)
     stampede_settle(&w->stampede, &w->job);
     /* A warm-up (memfillctl warm; nginx never sends MEMFILL_WARM) stores
      * BEFORE answering and says how it went: nobody waits on it. */
-    int warm = warm_requested(&w->req);
+    int warm = w->req.warm;
     uint64_t usec = 0;
     enum store_outcome outcome = OUTCOME_N;
     if (warm) {

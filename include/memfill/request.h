@@ -27,6 +27,9 @@ struct request {
     const char *memc_status;  /* MEMC_STATUS ($upstream_status), NULL when absent */
     const char *body;         /* request body, body_len bytes (not NUL-terminated) */
     size_t body_len;
+    int warm;                 /* MEMFILL_WARM=1: a warm-up (memfillctl warm, never
+                                 nginx), which stores before answering and says how
+                                 it went in X-Memfill-Store */
     /* Set by the worker before the handler runs: 1 when a rule known from
      * the request alone (method, route, skip rules, session cookie,
      * Authorization) already rules the store out. The relay then passes
