@@ -58,6 +58,24 @@ void request_eval_key(const struct key_pattern *p, const struct request *r, stru
     key_pattern_eval_all(p, request_param_cb, request_param_all_cb, (void *)r, out);
 }
 
+void request_key(struct request *r, const struct key_pattern *p)
+{
+    buf_reset(&r->own_key, 1 << 16);
+    request_eval_key(p, r, &r->own_key);
+    const char *own = r->own_key.data ? r->own_key.data : "";
+    if (r->memc_key) {
+        r->key = r->memc_key;
+        r->key_len = strlen(r->memc_key);
+        r->key_drift = r->key_len != r->own_key.len ||
+                       (r->key_len && memcmp(r->key, own, r->key_len) != 0);
+    } else {
+        r->key = own;
+        r->key_len = r->own_key.len;
+        r->key_drift = 0;
+    }
+    r->key_ready = 1;
+}
+
 const char *request_header_separator(const char *name)
 {
     return strcmp(name, "HTTP_COOKIE") == 0 ? "; " : ", ";
@@ -95,6 +113,8 @@ void request_init(struct request *r, char **envp)
     }
     if (!r->path.data)
         buf_append(&r->path, "", 0);
+    buf_init(&r->own_key);
+    r->key = "";
     r->memc_key = request_param(r, "MEMC_KEY");
     r->memc_backend = request_param(r, "MEMC_BACKEND");
     r->memc_status = request_param(r, "MEMC_STATUS");
@@ -105,6 +125,9 @@ void request_init(struct request *r, char **envp)
 void request_fini(struct request *r)
 {
     buf_fini(&r->path);
+    buf_fini(&r->own_key);
+    r->key = "";
+    r->key_ready = 0;
 }
 
 void response_init(struct response *resp)

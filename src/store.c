@@ -14,8 +14,10 @@
  * Routes with "srcache": true store the whole response in srcache's format
  * (srcache.h) and, like srcache_store, also keep 301, 302, 307 and 308.
  * The request rules read every instance of a header (a session cookie in
- * a second Cookie line counts); store_request_ruled_out() tells the
- * handler beforehand, so the relay knows which regime applies. */
+ * a second Cookie line counts). They are checked once per request, with
+ * the key and node, by store_locate, before the handler runs: the worker
+ * tells the handler (request.store_ruled_out), so the relay knows which
+ * regime applies, and the stampede lock knows whether to take part. */
 #include "config.h"
 
 #include "memfill/store.h"
@@ -30,32 +32,15 @@
 void store_job_init(struct store_job *job)
 {
     memset(job, 0, sizeof *job);
-    buf_init(&job->raw_key);
-    buf_init(&job->esc_key);
+    buf_init(&job->loc.esc_key);
     buf_init(&job->value);
-    job->node = -1;
+    job->loc.node = job->loc.computed_node = -1;
 }
 
 void store_job_fini(struct store_job *job)
 {
-    buf_fini(&job->raw_key);
-    buf_fini(&job->esc_key);
+    buf_fini(&job->loc.esc_key);
     buf_fini(&job->value);
-}
-
-void store_request_key(const struct site *site, const struct request *req, struct buf *raw,
-                       int *drift)
-{
-    *drift = 0;
-    if (req->memc_key) {
-        buf_append_str(raw, req->memc_key);
-        struct buf own = BUF_INIT;
-        request_eval_key(site->key, req, &own);
-        *drift = own.len != raw->len || (own.len && memcmp(own.data, raw->data, own.len) != 0);
-        buf_fini(&own);
-    } else {
-        request_eval_key(site->key, req, raw);
-    }
 }
 
 /* Returns 1 when a Cookie line holds a cookie named in names. Every
@@ -142,11 +127,12 @@ static enum store_outcome refuse_early(const struct site *site, const struct req
     return OUTCOME_STORED;
 }
 
-static enum store_outcome refuse_late(const struct request *req, const struct store_job *job)
+static enum store_outcome refuse_late(const struct request *req,
+                                      const struct store_location *loc)
 {
-    if (job->raw_key.len == 0 || job->node < 0)
+    if (req->key_len == 0 || loc->node < 0)
         return OUTCOME_SKIP_KEY_EMPTY;
-    if (job->esc_key.len > KEY_MAX_ESCAPED)
+    if (loc->esc_key.len > KEY_MAX_ESCAPED)
         return OUTCOME_SKIP_KEY_TOO_LONG; /* nginx got a 502 for it too */
     if (req->memc_status && *req->memc_status &&
         strncmp(last_entry(req->memc_status), "404", 3) != 0)
@@ -154,42 +140,34 @@ static enum store_outcome refuse_late(const struct request *req, const struct st
     return OUTCOME_STORED;
 }
 
-/* Fills the key and node of job for req. */
-static void job_key(const struct site *site, const struct request *req, struct store_job *job)
+void store_locate(const struct site *site, const struct request *req, size_t route,
+                  struct store_location *loc)
 {
-    buf_reset(&job->raw_key, 1 << 16);
-    buf_reset(&job->esc_key, 1 << 16);
-    job->backend_mismatch = job->node_drift = 0;
-    store_request_key(site, req, &job->raw_key, &job->key_drift);
-    key_escape(job->raw_key.data ? job->raw_key.data : "", job->raw_key.len, &job->esc_key);
-    int computed = nodesel_pick(site->nodes, job->raw_key.data, job->raw_key.len);
-    job->node = computed;
+    const struct config *cfg = site->cfg;
+    const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
+    buf_reset(&loc->esc_key, 1 << 16);
+    loc->backend_mismatch = loc->node_drift = 0;
+    key_escape(req->key, req->key_len, &loc->esc_key);
+    int computed = nodesel_pick(site->nodes, req->key, req->key_len);
+    loc->computed_node = computed;
+    loc->node = computed;
     if (req->memc_backend && *req->memc_backend) {
         int b = nodesel_find_backend(site->nodes, req->memc_backend, strlen(req->memc_backend));
         if (b < 0) {
-            job->backend_mismatch = 1;
+            loc->backend_mismatch = 1;
         } else {
             if (computed >= 0 && b != computed)
-                job->node_drift = 1;
-            job->node = b;
+                loc->node_drift = 1;
+            loc->node = b;
         }
     }
+    loc->early = refuse_early(site, req, r);
+    loc->late = refuse_late(req, loc);
 }
 
-int store_request_ruled_out(const struct site *site, const struct request *req, size_t route)
+int store_location_allows(const struct store_location *loc)
 {
-    const struct config *cfg = site->cfg;
-    const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
-    return refuse_early(site, req, r) != OUTCOME_STORED;
-}
-
-int store_request_allows(const struct site *site, const struct request *req, size_t route,
-                         struct store_job *job)
-{
-    const struct config *cfg = site->cfg;
-    const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
-    job_key(site, req, job);
-    return refuse_early(site, req, r) == OUTCOME_STORED && refuse_late(req, job) == OUTCOME_STORED;
+    return loc->early == OUTCOME_STORED && loc->late == OUTCOME_STORED;
 }
 
 void store_prepare(const struct site *site, const struct request *req, size_t route,
@@ -198,11 +176,7 @@ void store_prepare(const struct site *site, const struct request *req, size_t ro
     const struct config *cfg = site->cfg;
     const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
     job->srcache = r && r->srcache;
-
-    /* The key and node are worked out even for pages that are not stored,
-     * so drift between the two configs is always seen. */
-    job_key(site, req, job);
-    enum store_outcome d = refuse_early(site, req, r);
+    enum store_outcome d = job->loc.early;
     if (d == OUTCOME_STORED) {
         if (resp->no_store)
             d = resp->no_store_reason ? resp->no_store_reason : OUTCOME_SKIP_HANDLER;
@@ -212,7 +186,7 @@ void store_prepare(const struct site *site, const struct request *req, size_t ro
         else if (has_header(resp, "Set-Cookie"))
             d = OUTCOME_SKIP_COOKIE;
         else
-            d = refuse_late(req, job);
+            d = job->loc.late;
     }
     job->decision = d;
     if (d == OUTCOME_STORED && job->srcache) {
@@ -284,17 +258,17 @@ enum store_outcome store_execute(struct mcwriter *w, const struct store_job *job
         value = gz->data;
         vlen = gz->len;
     }
-    size_t limit = mcwriter_item_limit(w, (size_t)job->node, job->esc_key.len, job->flags);
+    size_t limit = mcwriter_item_limit(w, (size_t)job->loc.node, job->loc.esc_key.len, job->flags);
     if (limit && vlen > limit) {
         out = OUTCOME_SKIP_SIZE;
     } else {
-        enum mcw_result r = mcwriter_set(w, (size_t)job->node, job->esc_key.data,
-                                         job->esc_key.len, value, vlen, job->flags, job->ttl);
+        enum mcw_result r = mcwriter_set(w, (size_t)job->loc.node, job->loc.esc_key.data,
+                                         job->loc.esc_key.len, value, vlen, job->flags, job->ttl);
         switch (r) {
         case MCW_OK: out = OUTCOME_STORED; break;
         case MCW_TOO_LARGE:
             /* Above the limit the set learned when it connected: a skip. */
-            limit = mcwriter_item_limit(w, (size_t)job->node, job->esc_key.len, job->flags);
+            limit = mcwriter_item_limit(w, (size_t)job->loc.node, job->loc.esc_key.len, job->flags);
             out = limit && vlen > limit ? OUTCOME_SKIP_SIZE : OUTCOME_FAIL_TOO_LARGE;
             break;
         case MCW_TIMEOUT: out = OUTCOME_FAIL_TIMEOUT; break;

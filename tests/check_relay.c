@@ -42,6 +42,7 @@ static void build(struct built *b, const char *pattern, const char *origin_host,
     b->key = key_pattern_compile(pattern, &e);
     ck_assert_msg(b->key != NULL, "%s: %s", pattern, e.text);
     req_make(&b->req, params);
+    request_key(&b->req, b->key); /* as the worker does before the handler */
     b->req.store_ruled_out = ruled_out;
     relay_request_init(&b->rr);
     struct relay_rules rules = {"http://origin.test:8000/base", origin_host, b->key};
@@ -153,6 +154,47 @@ START_TEST(test_eval_key_repeated_headers)
     buf_fini(&out);
     key_pattern_free(kp);
     request_fini(&req);
+}
+END_TEST
+
+/* request_key: the raw key is MEMC_KEY when nginx sent it, else cache.key
+ * evaluated here; drift when both exist and differ. */
+START_TEST(test_request_key)
+{
+    struct err e;
+    err_clear(&e);
+    struct key_pattern *kp = key_pattern_compile("$uri$is_args$args", &e);
+    ck_assert_ptr_nonnull(kp);
+    const char *own[] = {"REQUEST_URI=/a?x=1", "QUERY_STRING=x=1", NULL};
+    const char *same[] = {"REQUEST_URI=/a?x=1", "QUERY_STRING=x=1", "MEMC_KEY=/a?x=1", NULL};
+    const char *drift[] = {"REQUEST_URI=/a?x=1", "QUERY_STRING=x=1", "MEMC_KEY=/b", NULL};
+    const char *const *cases[] = {own, same, drift};
+    const char *keys[] = {"/a?x=1", "/a?x=1", "/b"};
+    for (int i = 0; i < 3; i++) {
+        struct request req;
+        req_make(&req, cases[i]);
+        ck_assert_int_eq(req.key_ready, 0);
+        ck_assert_uint_eq(req.key_len, 0);
+        request_key(&req, kp);
+        ck_assert_int_eq(req.key_ready, 1);
+        ck_assert_uint_eq(req.key_len, strlen(keys[i]));
+        ck_assert_int_eq(memcmp(req.key, keys[i], req.key_len), 0);
+        ck_assert_str_eq(req.own_key.data, "/a?x=1");
+        ck_assert_int_eq(req.key_drift, i == 2);
+        request_fini(&req);
+    }
+    /* a relay that was not told the verdict does not vouch for MEMC_KEY */
+    struct request req;
+    req_make(&req, same);
+    struct relay_request rr;
+    relay_request_init(&rr);
+    struct relay_rules rules = {"http://o", NULL, kp};
+    ck_assert_int_eq(relay_build(&rules, &req, &rr), 0);
+    ck_assert_int_eq(rr.no_store, 1);
+    ck_assert_int_eq(rr.no_store_reason, OUTCOME_SKIP_TARGET);
+    relay_request_fini(&rr);
+    request_fini(&req);
+    key_pattern_free(kp);
 }
 END_TEST
 
@@ -486,6 +528,7 @@ static Suite *relay_suite(void)
     TCase *tc = tcase_create("Instances");
     tcase_add_test(tc, test_param_all);
     tcase_add_test(tc, test_eval_key_repeated_headers);
+    tcase_add_test(tc, test_request_key);
     tcase_add_test(tc, test_cookie_and_arg_find);
     suite_add_tcase(s, tc);
     tc = tcase_create("Target");

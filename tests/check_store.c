@@ -138,6 +138,8 @@ static void prepare(struct site *site, const char *uri, size_t route, struct sto
     response_init(&resp);
     buf_append_str(&resp.body, "<p>x</p>");
     store_job_init(job);
+    request_key(&req, site->key);
+    store_locate(site, &req, route, &job->loc);
     store_prepare(site, &req, route, &resp, job);
     response_fini(&resp);
     request_fini(&req);

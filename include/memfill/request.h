@@ -25,6 +25,13 @@ struct request {
     const char *memc_key;     /* MEMC_KEY param, NULL when nginx did not pass it */
     const char *memc_backend; /* MEMC_BACKEND, NULL when absent */
     const char *memc_status;  /* MEMC_STATUS ($upstream_status), NULL when absent */
+    /* The key, evaluated once per request by request_key(): */
+    struct buf own_key;       /* cache.key evaluated here */
+    const char *key;          /* the raw key nginx hashes: MEMC_KEY when nginx passed it,
+                                 else own_key ("" before request_key) */
+    size_t key_len;
+    int key_drift;            /* MEMC_KEY came and differs from own_key */
+    int key_ready;            /* request_key() has run */
     const char *body;         /* request body, body_len bytes (not NUL-terminated) */
     size_t body_len;
     int warm;                 /* MEMFILL_WARM=1: a warm-up (memfillctl warm, never
@@ -38,10 +45,16 @@ struct request {
     int store_ruled_out;
 };
 
-/* Fills r from envp (borrowed). Returns 0. r->path is owned by r: call
- * request_fini() when done. */
+/* Fills r from envp (borrowed). Returns 0. r->path and r->own_key are
+ * owned by r: call request_fini() when done. */
 void request_init(struct request *r, char **envp);
 void request_fini(struct request *r);
+struct key_pattern;
+/* Evaluates cache.key (p) for r, once per request, and fills r->own_key,
+ * r->key, r->key_len, r->key_drift and r->key_ready. Every later reader
+ * of the key (the store location, the relay, PURGE, the drift note) uses
+ * these instead of evaluating it again. */
+void request_key(struct request *r, const struct key_pattern *p);
 /* Returns the value of param name (borrowed), or NULL. */
 const char *request_param(const struct request *r, const char *name);
 /* Same, as a key_param_fn (ctx is the struct request). */
@@ -54,7 +67,6 @@ size_t request_param_all(const struct request *r, const char *name, const char *
                          struct buf *out);
 /* Same, as a key_param_all_fn (ctx is the struct request). */
 size_t request_param_all_cb(void *ctx, const char *name, const char *sep, struct buf *out);
-struct key_pattern;
 /* Evaluates key pattern p for r, every instance of a repeated header read
  * as nginx 1.22 reads it (key_pattern_eval_all), and appends the raw key
  * to out. */

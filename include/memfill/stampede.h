@@ -14,7 +14,7 @@
  * never queued behind each other.
  *
  * Only GET/HEAD requests whose page would be stored if the response allows
- * it take part (store_request_allows), and never warm-up requests
+ * it take part (store_location_allows), and never warm-up requests
  * (MEMFILL_WARM=1), which produce and store at once. Locking is skipped
  * when the lock key would exceed 250 bytes. Any memcached trouble turns
  * the protection off for that request: it never makes a request fail. */
@@ -57,13 +57,15 @@ void stampede_fini(struct stampede *s);
 
 /* Runs after the route is known and before the handler: takes the lock,
  * or waits for the page another worker is producing (sleeping between
- * looks; at most cache.lock_wait ms). route is the matched route index.
+ * looks; at most cache.lock_wait ms). route is the matched route index;
+ * loc is the request's store location (store_locate), whose key and node
+ * the lock and the page share.
  * On STAMPEDE_SERVED resp holds the page (status 200 with the route's
  * content_type or text/html, or, for a srcache route, the stored status
  * and headers; a gzip-flagged item is decompressed). Returns s->result. */
 enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
                                     struct mcwriter *mc, const struct request *req, size_t route,
-                                    struct response *resp);
+                                    const struct store_location *loc, struct response *resp);
 
 /* After store_prepare: a served page is not stored again
  * (OUTCOME_LOCK_SERVED) and a page produced after a vain wait is not stored
