@@ -29,7 +29,10 @@ const char *request_param(const struct request *r, const char *name)
 
 const char *request_param_cb(void *ctx, const char *name)
 {
-    return request_param(ctx, name);
+    const struct request *r = ctx;
+    if (r->key_uri && strcmp(name, "DOCUMENT_URI") == 0)
+        return r->key_uri;
+    return request_param(r, name);
 }
 
 size_t request_param_all(const struct request *r, const char *name, const char *sep,
@@ -76,6 +79,16 @@ void request_key(struct request *r, const struct key_pattern *p)
     r->key_ready = 1;
 }
 
+/* Returns 1 when s holds a byte nginx refuses anywhere in a request
+ * target (key_normalize_uri's first check). */
+static int has_refused_byte(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s == 0x7f)
+            return 1;
+    return 0;
+}
+
 const char *request_header_separator(const char *name)
 {
     return strcmp(name, "HTTP_COOKIE") == 0 ? "; " : ", ";
@@ -101,18 +114,30 @@ void request_init(struct request *r, char **envp)
         q = qm ? qm + 1 : "";
     }
     r->query = q;
+    /* $uri, normalised here once: the router, the handlers, the relay and
+     * the key (request_param_cb's DOCUMENT_URI) all read it from r. */
     const char *doc = request_param(r, "DOCUMENT_URI");
     buf_init(&r->path);
+    int whole = 0;
     if (doc && *doc) {
         buf_append_str(&r->path, doc);
         r->path_ok = 1;
     } else {
+        /* As a key reads it: the whole target, whose args end the path but
+         * fail it when they hold a byte nginx refuses; the router needs a
+         * path before the '?'. nginx answers a refused byte with 400
+         * itself, so the second pass below is for other clients only. */
         const char *qm = strchr(r->request_uri, '?');
         size_t plen = qm ? (size_t)(qm - r->request_uri) : strlen(r->request_uri);
-        r->path_ok = plen > 0 && key_normalize_uri(r->request_uri, plen, &r->path) == 0;
+        whole = uri && key_normalize_uri(uri, strlen(uri), &r->path) == 0;
+        r->path_ok = plen > 0 && whole;
+        if (!whole && qm && plen > 0 && has_refused_byte(qm))
+            r->path_ok = key_normalize_uri(r->request_uri, plen, &r->path) == 0;
     }
     if (!r->path.data)
         buf_append(&r->path, "", 0);
+    /* A key reads DOCUMENT_URI even when it is empty. */
+    r->key_uri = doc ? doc : whole ? r->path.data : "";
     buf_init(&r->own_key);
     r->key = "";
     r->memc_key = request_param(r, "MEMC_KEY");
@@ -126,6 +151,7 @@ void request_fini(struct request *r)
 {
     buf_fini(&r->path);
     buf_fini(&r->own_key);
+    r->key_uri = NULL;
     r->key = "";
     r->key_ready = 0;
 }

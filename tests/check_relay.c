@@ -15,6 +15,7 @@
 #include "memfill/util.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,6 +155,67 @@ START_TEST(test_eval_key_repeated_headers)
     buf_fini(&out);
     key_pattern_free(kp);
     request_fini(&req);
+}
+END_TEST
+
+/* request_init normalises $uri once; a key reads it from the request
+ * (request_param_cb's DOCUMENT_URI) and gets what evaluating the raw
+ * params gives, for every kind of target. */
+static const char *raw_param(void *ctx, const char *name)
+{
+    return request_param(ctx, name);
+}
+
+START_TEST(test_eval_key_uri_once)
+{
+    static const char *const targets[] = {
+        "/a/b", "/a/./b/../c", "//a//b", "/a%2Fb", "/x%3Fy?z=1", "/a?q=1 2", "/a?\x7f",
+        "/a b", "/%zz", "/%00", "/../a", "?x=1", "", "a/b", "/a#frag", "/a/%2e%2e/b?x",
+        "/caf%C3%A9", "/a/..", "/a/.",
+    };
+    struct err e;
+    err_clear(&e);
+    struct key_pattern *kp = key_pattern_compile("$uri|$document_uri|$request_uri|$args", &e);
+    ck_assert_ptr_nonnull(kp);
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
+        for (int with_doc = 0; with_doc < 3; with_doc++) {
+            char ru[128], doc[128];
+            snprintf(ru, sizeof ru, "REQUEST_URI=%s", targets[i]);
+            snprintf(doc, sizeof doc, "DOCUMENT_URI=%s", with_doc == 1 ? "/d" : "");
+            const char *params[] = {ru, with_doc ? doc : NULL, NULL};
+            struct request req;
+            req_make(&req, params);
+            struct buf once = BUF_INIT, raw = BUF_INIT;
+            request_eval_key(kp, &req, &once);
+            key_pattern_eval_all(kp, raw_param, request_param_all_cb, &req, &raw);
+            ck_assert_msg(strcmp(once.data, raw.data) == 0, "%s (%d): \"%s\" vs \"%s\"",
+                          targets[i], with_doc, once.data, raw.data);
+            if (with_doc != 1) {
+                /* the router's path: the part before '?', normalised */
+                const char *qm = strchr(targets[i], '?');
+                size_t plen = qm ? (size_t)(qm - targets[i]) : strlen(targets[i]);
+                struct buf path = BUF_INIT;
+                int ok = plen > 0 && key_normalize_uri(targets[i], plen, &path) == 0;
+                ck_assert_msg(req.path_ok == ok, "%s: path_ok %d", targets[i], req.path_ok);
+                if (ok)
+                    ck_assert_str_eq(req.path.data, path.data);
+                buf_fini(&path);
+            }
+            buf_fini(&once);
+            buf_fini(&raw);
+            request_fini(&req);
+        }
+    }
+    /* no REQUEST_URI at all */
+    const char *none[] = {"QUERY_STRING=a", NULL};
+    struct request req;
+    req_make(&req, none);
+    struct buf once = BUF_INIT;
+    request_eval_key(kp, &req, &once);
+    ck_assert_str_eq(once.data, "|||a");
+    buf_fini(&once);
+    request_fini(&req);
+    key_pattern_free(kp);
 }
 END_TEST
 
@@ -528,6 +590,7 @@ static Suite *relay_suite(void)
     TCase *tc = tcase_create("Instances");
     tcase_add_test(tc, test_param_all);
     tcase_add_test(tc, test_eval_key_repeated_headers);
+    tcase_add_test(tc, test_eval_key_uri_once);
     tcase_add_test(tc, test_request_key);
     tcase_add_test(tc, test_cookie_and_arg_find);
     suite_add_tcase(s, tc);

@@ -22,6 +22,10 @@ struct request {
     const char *query;        /* QUERY_STRING, or the part after '?' */
     struct buf path;          /* $uri: DOCUMENT_URI, or REQUEST_URI decoded/normalised */
     int path_ok;              /* 0 when the target could not be normalised (400) */
+    const char *key_uri;      /* $uri as a key reads it (request_param_cb's DOCUMENT_URI):
+                                 DOCUMENT_URI when nginx passed it, else REQUEST_URI
+                                 normalised (args included), "" when that fails or
+                                 there is none; never NULL */
     const char *memc_key;     /* MEMC_KEY param, NULL when nginx did not pass it */
     const char *memc_backend; /* MEMC_BACKEND, NULL when absent */
     const char *memc_status;  /* MEMC_STATUS ($upstream_status), NULL when absent */
@@ -57,7 +61,9 @@ struct key_pattern;
 void request_key(struct request *r, const struct key_pattern *p);
 /* Returns the value of param name (borrowed), or NULL. */
 const char *request_param(const struct request *r, const char *name);
-/* Same, as a key_param_fn (ctx is the struct request). */
+/* Same, as a key_param_fn (ctx is the struct request), except that
+ * DOCUMENT_URI is r->key_uri: $uri as request_init worked it out, so a
+ * key never normalises the target again. */
 const char *request_param_cb(void *ctx, const char *name);
 /* Every instance of param name (nginx passes each header line as its own
  * param, so a header sent twice gives two HTTP_* params), appended to out
