@@ -222,7 +222,7 @@ static void relay_response(struct upstream_state *s, struct response *resp)
         free(ph);
     if (!res.storable) {
         resp->no_store = 1;
-        resp->no_store_reason = (int)res.reason;
+        resp->no_store_reason = res.reason;
     } else if (encoded) {
         /* an encoded body replayed by nginx would lack its Content-Encoding */
         resp->no_store = 1;

@@ -1,5 +1,9 @@
 /* request.c - the borrowed request view and the response buffers.
  *
+ * What is worked out from the params once per request lives in the
+ * request too, so no reader works it out again: $uri (request_init) and
+ * the key with its drift verdict (request_key).
+ *
  * The worker keeps one struct response for its whole life and resets it
  * between requests, so a long-lived worker does not allocate per request
  * once its buffers have grown to the usual page size.
