@@ -14,7 +14,6 @@
 #include "memfill/key.h"
 #include "memfill/log.h"
 #include "memfill/purge.h"
-#include "memfill/store.h"
 
 #include <string.h>
 
@@ -100,18 +99,13 @@ void admin_purge(const struct site *site, struct mcwriter *mc, const struct requ
         buf_fini(&tagbuf);
         return;
     }
-    struct buf raw = BUF_INIT;
-    int drift = 0;
-    if (key)
-        buf_append_str(&raw, key);
-    else
-        store_request_key(site, req, &raw, &drift);
-    int rc = purge_key(mc, site->nodes, raw.data ? raw.data : "", raw.len);
+    /* the request's own key: request_key() evaluated it for the worker */
+    int rc = key ? purge_key(mc, site->nodes, key, strlen(key))
+                 : purge_key(mc, site->nodes, req->key, req->key_len);
     if (rc > 0)
         slot->counters[STATS_PURGED]++;
     answer(resp, rc > 0 ? 200 : rc == 0 ? 404 : 502,
            rc > 0 ? "{\"purged\":1}" : rc == 0 ? "{\"purged\":0}"
                                              : "{\"purged\":0,\"error\":\"memcached failed or "
                                                "the key cannot exist\"}");
-    buf_fini(&raw);
 }

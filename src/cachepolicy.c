@@ -298,7 +298,7 @@ static int vary_ok(const char *p, size_t n)
     return 1;
 }
 
-static int refuse(struct cachepolicy_result *out, enum stats_counter reason)
+static int refuse(struct cachepolicy_result *out, enum store_outcome reason)
 {
     out->storable = 0;
     out->ttl = 0;
@@ -329,18 +329,18 @@ int cachepolicy_decide(int status, const struct cachepolicy_header *h, size_t n,
 {
     memset(out, 0, sizeof *out);
     if (status != 200)
-        return refuse(out, STATS_SKIP_STATUS);
+        return refuse(out, OUTCOME_SKIP_STATUS);
 
     struct cc cc = {0, 0, 0, 0, 0};
     const struct cachepolicy_header *accel = NULL, *expires = NULL, *date = NULL, *age = NULL;
     for (size_t i = 0; i < n; i++) {
         if (header_is(&h[i], "set-cookie") || header_is(&h[i], "set-cookie2"))
-            return refuse(out, STATS_SKIP_COOKIE);
+            return refuse(out, OUTCOME_SKIP_COOKIE);
     }
     for (size_t i = 0; i < n; i++) {
         if (header_is(&h[i], "vary")) {
             if (!vary_ok(h[i].value, h[i].value_len))
-                return refuse(out, STATS_SKIP_CACHE_CONTROL);
+                return refuse(out, OUTCOME_SKIP_CACHE_CONTROL);
         } else if (header_is(&h[i], "cache-control")) {
             cc_parse(&cc, h[i].value, h[i].value_len);
         } else if (header_is(&h[i], "x-accel-expires")) {
@@ -362,26 +362,26 @@ int cachepolicy_decide(int status, const struct cachepolicy_header *h, size_t n,
     long long x;
     if (accel && accel_expires(accel, now, &x)) {
         if (x == 0)
-            return refuse(out, STATS_SKIP_CACHE_CONTROL);
+            return refuse(out, OUTCOME_SKIP_CACHE_CONTROL);
         ttl = x;
     } else if (cc.refuse) {
-        return refuse(out, STATS_SKIP_CACHE_CONTROL);
+        return refuse(out, OUTCOME_SKIP_CACHE_CONTROL);
     } else if (cc.has_s_maxage || cc.has_max_age) {
         long long fresh = cc.has_s_maxage ? cc.s_maxage : cc.max_age;
         long long a = 0;
         if (age && parse_num(age->value, age->value_len, DELTA_MAX, &a) < 0)
             a = 0;
         if (fresh <= 0 || fresh <= a)
-            return refuse(out, STATS_SKIP_CACHE_CONTROL);
+            return refuse(out, OUTCOME_SKIP_CACHE_CONTROL);
         ttl = fresh - a;
     } else if (expires) {
         time_t e, base = now, d;
         if (cachepolicy_parse_http_date(expires->value, expires->value_len, &e) < 0)
-            return refuse(out, STATS_SKIP_CACHE_CONTROL);
+            return refuse(out, OUTCOME_SKIP_CACHE_CONTROL);
         if (date && cachepolicy_parse_http_date(date->value, date->value_len, &d) == 0)
             base = d;
         if ((long long)e <= (long long)base)
-            return refuse(out, STATS_SKIP_CACHE_CONTROL);
+            return refuse(out, OUTCOME_SKIP_CACHE_CONTROL);
         ttl = (long long)e - (long long)base;
     } else {
         ttl = lim->default_ttl > 0 ? lim->default_ttl : 0;
@@ -396,6 +396,6 @@ int cachepolicy_decide(int status, const struct cachepolicy_header *h, size_t n,
         ttl = DELTA_MAX - 1;
     out->storable = 1;
     out->ttl = (long)ttl;
-    out->reason = STATS_STORED;
+    out->reason = OUTCOME_STORED;
     return 1;
 }

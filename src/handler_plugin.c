@@ -247,7 +247,8 @@ static int api_write(struct memfill_response *r, const void *data, size_t len)
 
 static void api_no_store(struct memfill_response *r)
 {
-    /* no_store_reason stays 0: the store counts it as "the handler said no". */
+    /* no_store_reason stays OUTCOME_STORED (none given): the store counts it
+     * as "the handler said no" (skip_handler). */
     call_of_resp(r)->resp->no_store = 1;
 }
 

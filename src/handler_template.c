@@ -349,7 +349,7 @@ static void template_handle(void *state, const struct request *req, const struct
     json_t *data = load_data(s, req, m, resp);
     if (!data) {
         resp->no_store = 1;
-        resp->no_store_reason = STATS_SKIP_HANDLER;
+        resp->no_store_reason = OUTCOME_SKIP_HANDLER;
         return;
     }
     struct err e;
@@ -370,7 +370,7 @@ static void template_handle(void *state, const struct request *req, const struct
         return;
     }
     resp->no_store = 1;
-    resp->no_store_reason = STATS_SKIP_HANDLER;
+    resp->no_store_reason = OUTCOME_SKIP_HANDLER;
 }
 
 static void template_destroy(void *state)

@@ -22,7 +22,7 @@
 #include "memfill/log.h"
 #include "memfill/relay.h"
 #include "memfill/srcache.h"
-#include "memfill/stats.h"
+#include "memfill/outcome.h"
 #include "memfill/upstream.h"
 #include "memfill/util.h"
 
@@ -222,11 +222,11 @@ static void relay_response(struct upstream_state *s, struct response *resp)
         free(ph);
     if (!res.storable) {
         resp->no_store = 1;
-        resp->no_store_reason = (int)res.reason;
+        resp->no_store_reason = res.reason;
     } else if (encoded) {
         /* an encoded body replayed by nginx would lack its Content-Encoding */
         resp->no_store = 1;
-        resp->no_store_reason = STATS_SKIP_HANDLER;
+        resp->no_store_reason = OUTCOME_SKIP_HANDLER;
     } else {
         resp->ttl = res.ttl;
     }
@@ -249,7 +249,7 @@ static void fail_response(struct response *resp, enum upstream_failure f)
         break;
     }
     resp->no_store = 1;
-    resp->no_store_reason = STATS_SKIP_HANDLER;
+    resp->no_store_reason = OUTCOME_SKIP_HANDLER;
 }
 
 static void upstream_handle(void *state, const struct request *req,
@@ -261,7 +261,7 @@ static void upstream_handle(void *state, const struct request *req,
     if (relay_build(&s->rules, req, rr) < 0) {
         response_error(resp, 400, "The request target cannot be relayed.");
         resp->no_store = 1;
-        resp->no_store_reason = STATS_SKIP_HANDLER;
+        resp->no_store_reason = OUTCOME_SKIP_HANDLER;
         return;
     }
     if (!s->client)

@@ -50,7 +50,7 @@
 #include "config.h"
 
 #include "memfill/relay.h"
-#include "memfill/stats.h"
+#include "memfill/outcome.h"
 #include "memfill/util.h"
 
 #include <string.h>
@@ -353,24 +353,19 @@ static void key_args(const struct relay_rules *rules, const struct request *req,
     }
 }
 
-/* Why the key cannot vouch for what is relayed, or STATS_STORED. */
-static int key_describes(const struct relay_rules *rules, const struct request *req,
-                         unsigned covers)
+/* Why the key cannot vouch for what is relayed, or OUTCOME_STORED. */
+static enum store_outcome key_describes(const struct relay_rules *rules,
+                                        const struct request *req, unsigned covers)
 {
     if (!(covers & (KEY_COVERS_URI | KEY_COVERS_REQUEST_URI)))
-        return STATS_SKIP_TARGET; /* the key does not name the path */
+        return OUTCOME_SKIP_TARGET; /* the key does not name the path */
     if (!(covers & KEY_COVERS_REQUEST_URI) && memchr(req->path.data, '?', req->path.len))
-        return STATS_SKIP_TARGET; /* "/x%3Fy" and "/x?y" share a key */
-    if (req->memc_key) {
-        struct buf own = BUF_INIT;
-        request_eval_key(rules->key, req, &own);
-        size_t n = strlen(req->memc_key);
-        int same = own.len == n && (n == 0 || memcmp(own.data, req->memc_key, n) == 0);
-        buf_fini(&own);
-        if (!same)
-            return STATS_SKIP_TARGET;
-    }
-    return STATS_STORED;
+        return OUTCOME_SKIP_TARGET; /* "/x%3Fy" and "/x?y" share a key */
+    /* request_key compared MEMC_KEY with cache.key (rules->key's pattern)
+     * once for the whole request; unknown counts as differing */
+    if (req->memc_key && (!req->key_ready || req->key_drift))
+        return OUTCOME_SKIP_TARGET;
+    return OUTCOME_STORED;
 }
 
 /* ---- memfill's own headers ---- */
@@ -442,7 +437,7 @@ int relay_build(const struct relay_rules *rules, const struct request *req,
     rr->nlines = 0;
     rr->send_body = 0;
     rr->no_store = 0;
-    rr->no_store_reason = 0;
+    rr->no_store_reason = OUTCOME_STORED;
     const char *m = *req->method ? req->method : "GET";
     int get_like = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
     rr->method = strcmp(m, "HEAD") == 0 ? "GET" : m;
@@ -480,12 +475,12 @@ int relay_build(const struct relay_rules *rules, const struct request *req,
         /* nothing is filed, whatever the answer says (the store rules
          * that ruled it out are checked first and name the counter) */
         rr->no_store = 1;
-        rr->no_store_reason = get_like ? STATS_SKIP_RULE : STATS_SKIP_METHOD;
+        rr->no_store_reason = get_like ? OUTCOME_SKIP_RULE : OUTCOME_SKIP_METHOD;
     } else {
         key_args(rules, req, covers, &rr->url);
         has_accept = key_headers(rules, req, rr);
-        int why = key_describes(rules, req, covers);
-        if (why != STATS_STORED) {
+        enum store_outcome why = key_describes(rules, req, covers);
+        if (why != OUTCOME_STORED) {
             rr->no_store = 1;
             rr->no_store_reason = why;
         }

@@ -1,5 +1,9 @@
 /* request.c - the borrowed request view and the response buffers.
  *
+ * What is worked out from the params once per request lives in the
+ * request too, so no reader works it out again: $uri (request_init) and
+ * the key with its drift verdict (request_key).
+ *
  * The worker keeps one struct response for its whole life and resets it
  * between requests, so a long-lived worker does not allocate per request
  * once its buffers have grown to the usual page size.
@@ -29,7 +33,10 @@ const char *request_param(const struct request *r, const char *name)
 
 const char *request_param_cb(void *ctx, const char *name)
 {
-    return request_param(ctx, name);
+    const struct request *r = ctx;
+    if (r->key_uri && strcmp(name, "DOCUMENT_URI") == 0)
+        return r->key_uri;
+    return request_param(r, name);
 }
 
 size_t request_param_all(const struct request *r, const char *name, const char *sep,
@@ -58,6 +65,34 @@ void request_eval_key(const struct key_pattern *p, const struct request *r, stru
     key_pattern_eval_all(p, request_param_cb, request_param_all_cb, (void *)r, out);
 }
 
+void request_key(struct request *r, const struct key_pattern *p)
+{
+    buf_reset(&r->own_key, 1 << 16);
+    request_eval_key(p, r, &r->own_key);
+    const char *own = r->own_key.data ? r->own_key.data : "";
+    if (r->memc_key) {
+        r->key = r->memc_key;
+        r->key_len = strlen(r->memc_key);
+        r->key_drift = r->key_len != r->own_key.len ||
+                       (r->key_len && memcmp(r->key, own, r->key_len) != 0);
+    } else {
+        r->key = own;
+        r->key_len = r->own_key.len;
+        r->key_drift = 0;
+    }
+    r->key_ready = 1;
+}
+
+/* Returns 1 when s holds a byte nginx refuses anywhere in a request
+ * target (key_normalize_uri's first check). */
+static int has_refused_byte(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s == 0x7f)
+            return 1;
+    return 0;
+}
+
 const char *request_header_separator(const char *name)
 {
     return strcmp(name, "HTTP_COOKIE") == 0 ? "; " : ", ";
@@ -83,26 +118,46 @@ void request_init(struct request *r, char **envp)
         q = qm ? qm + 1 : "";
     }
     r->query = q;
+    /* $uri, normalised here once: the router, the handlers, the relay and
+     * the key (request_param_cb's DOCUMENT_URI) all read it from r. */
     const char *doc = request_param(r, "DOCUMENT_URI");
     buf_init(&r->path);
+    int whole = 0;
     if (doc && *doc) {
         buf_append_str(&r->path, doc);
         r->path_ok = 1;
     } else {
+        /* As a key reads it: the whole target, whose args end the path but
+         * fail it when they hold a byte nginx refuses; the router needs a
+         * path before the '?'. nginx answers a refused byte with 400
+         * itself, so the second pass below is for other clients only. */
         const char *qm = strchr(r->request_uri, '?');
         size_t plen = qm ? (size_t)(qm - r->request_uri) : strlen(r->request_uri);
-        r->path_ok = plen > 0 && key_normalize_uri(r->request_uri, plen, &r->path) == 0;
+        whole = uri && key_normalize_uri(uri, strlen(uri), &r->path) == 0;
+        r->path_ok = plen > 0 && whole;
+        if (!whole && qm && plen > 0 && has_refused_byte(qm))
+            r->path_ok = key_normalize_uri(r->request_uri, plen, &r->path) == 0;
     }
     if (!r->path.data)
         buf_append(&r->path, "", 0);
+    /* A key reads DOCUMENT_URI even when it is empty. */
+    r->key_uri = doc ? doc : whole ? r->path.data : "";
+    buf_init(&r->own_key);
+    r->key = "";
     r->memc_key = request_param(r, "MEMC_KEY");
     r->memc_backend = request_param(r, "MEMC_BACKEND");
     r->memc_status = request_param(r, "MEMC_STATUS");
+    const char *warm = request_param(r, "MEMFILL_WARM");
+    r->warm = warm && strcmp(warm, "1") == 0;
 }
 
 void request_fini(struct request *r)
 {
     buf_fini(&r->path);
+    buf_fini(&r->own_key);
+    r->key_uri = NULL;
+    r->key = "";
+    r->key_ready = 0;
 }
 
 void response_init(struct response *resp)
@@ -128,7 +183,7 @@ void response_reset(struct response *resp, size_t keep)
     buf_reset(&resp->tags, keep);
     resp->status = 200;
     resp->no_store = 0;
-    resp->no_store_reason = 0;
+    resp->no_store_reason = OUTCOME_STORED;
     resp->ttl = -1;
     resp->event = 0;
 }

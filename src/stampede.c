@@ -26,7 +26,6 @@
 #include "memfill/key.h"
 #include "memfill/srcache.h"
 #include "memfill/util.h"
-#include "memfill/warm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,12 +117,13 @@ enum look { LOOK_MISS, LOOK_SERVED, LOOK_ERROR };
 
 /* Looks for the page; serves it when it is there. */
 static enum look look_page(const struct site *site, struct mcwriter *mc,
-                           const struct store_job *job, size_t route, struct response *resp)
+                           const struct store_location *loc, size_t route,
+                           struct response *resp)
 {
     char *v = NULL;
     size_t vlen = 0;
     uint32_t flags = 0;
-    enum mcw_result r = mcwriter_get(mc, (size_t)job->node, job->esc_key.data, job->esc_key.len,
+    enum mcw_result r = mcwriter_get(mc, (size_t)loc->node, loc->esc_key.data, loc->esc_key.len,
                                      &v, &vlen, &flags);
     if (r == MCW_NOT_STORED)
         return LOOK_MISS;
@@ -153,21 +153,17 @@ static enum lock_state look_lock(struct stampede *s, struct mcwriter *mc)
 
 enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
                                     struct mcwriter *mc, const struct request *req, size_t route,
-                                    struct response *resp)
+                                    const struct store_location *loc, struct response *resp)
 {
     const struct config *cfg = site->cfg;
     s->result = STAMPEDE_OFF;
-    if (!cfg->lock_wait_ms || route >= cfg->nroutes || warm_requested(req))
+    if (!cfg->lock_wait_ms || route >= cfg->nroutes || req->warm)
         return s->result;
-    struct store_job job;
-    store_job_init(&job);
     buf_reset(&s->lock_key, 1024);
-    if (!store_request_allows(site, req, route, &job) ||
-        stampede_lock_key(job.esc_key.data, job.esc_key.len, &s->lock_key) < 0) {
-        store_job_fini(&job);
+    if (!store_location_allows(loc) ||
+        stampede_lock_key(loc->esc_key.data, loc->esc_key.len, &s->lock_key) < 0)
         return s->result;
-    }
-    s->node = (size_t)job.node;
+    s->node = (size_t)loc->node;
     s->ttl = cfg->lock_ttl;
     snprintf(s->token, sizeof s->token, "%ld.%u", (long)getpid(), ++s->serial);
     uint64_t deadline = util_now_ms() + cfg->lock_wait_ms;
@@ -177,7 +173,7 @@ enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
                                          s->token, strlen(s->token), 0, cfg->lock_ttl);
         if (a == MCW_OK) {
             /* A request queued while the page was produced: it is there now. */
-            if (look_page(site, mc, &job, route, resp) == LOOK_SERVED) {
+            if (look_page(site, mc, loc, route, resp) == LOOK_SERVED) {
                 mcwriter_delete(mc, s->node, s->lock_key.data, s->lock_key.len);
                 out = STAMPEDE_SERVED;
             } else {
@@ -196,7 +192,7 @@ enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
                 break;
             sleep_ms(deadline - now < STAMPEDE_POLL_MS ? (unsigned)(deadline - now)
                                                        : STAMPEDE_POLL_MS);
-            lp = look_page(site, mc, &job, route, resp);
+            lp = look_page(site, mc, loc, route, resp);
             if (lp != LOOK_MISS)
                 break;
         }
@@ -211,7 +207,7 @@ enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
             break;
         }
         /* The lock went away: the page may have been stored just now. */
-        lp = look_page(site, mc, &job, route, resp);
+        lp = look_page(site, mc, loc, route, resp);
         if (lp == LOOK_SERVED) {
             out = STAMPEDE_SERVED;
             break;
@@ -224,7 +220,6 @@ enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
         }
         /* ... else the holder did not store it: try to take the lock. */
     }
-    store_job_fini(&job);
     s->result = out;
     return out;
 }
@@ -232,15 +227,15 @@ enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
 void stampede_settle(const struct stampede *s, struct store_job *job)
 {
     if (s->result == STAMPEDE_SERVED)
-        job->decision = STATS_LOCK_SERVED;
-    else if (s->result == STAMPEDE_TIMED_OUT && job->decision == STATS_STORED)
-        job->decision = STATS_SKIP_LOCK_LOST;
+        job->decision = OUTCOME_LOCK_SERVED;
+    else if (s->result == STAMPEDE_TIMED_OUT && job->decision == OUTCOME_STORED)
+        job->decision = OUTCOME_SKIP_LOCK_LOST;
 }
 
-void stampede_leave(struct stampede *s, struct mcwriter *mc, enum stats_counter outcome)
+void stampede_leave(struct stampede *s, struct mcwriter *mc, enum store_outcome outcome)
 {
     if (s->result == STAMPEDE_HOLDER) {
-        if (outcome == STATS_STORED) {
+        if (outcome == OUTCOME_STORED) {
             char *v = NULL;
             size_t vlen = 0;
             enum mcw_result r =

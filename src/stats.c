@@ -18,15 +18,24 @@ struct stats {
     struct stats_slot *slots;
 };
 
-static const char *const counter_names[STATS_N] = {
-    "requests",         "stored",         "skip_method",     "skip_status",
-    "skip_cookie",      "skip_cache_control", "skip_size",   "skip_key_empty",
-    "skip_key_too_long", "skip_rule",     "skip_node_trouble", "skip_handler",
-    "skip_lock_lost",   "fail_connection", "fail_timeout",   "fail_server",
-    "fail_too_large",   "key_drift",      "backend_mismatch", "node_drift",
-    "bad_request",      "purged",         "skip_gzip",      "lock_served",
-    "skip_target",
-    "render_too_large", "data_too_large", "params_timeout",
+/* The counters after the outcomes, from STATS_REQUESTS on. */
+static const char *const event_names[STATS_N - OUTCOME_N] = {
+    "requests",    "key_drift",        "backend_mismatch", "node_drift",     "bad_request",
+    "purged",      "render_too_large", "data_too_large",   "params_timeout",
+};
+
+/* The listing order: the order the counters were added in. */
+static const unsigned char listed[STATS_N] = {
+    STATS_REQUESTS,          OUTCOME_STORED,           OUTCOME_SKIP_METHOD,
+    OUTCOME_SKIP_STATUS,     OUTCOME_SKIP_COOKIE,      OUTCOME_SKIP_CACHE_CONTROL,
+    OUTCOME_SKIP_SIZE,       OUTCOME_SKIP_KEY_EMPTY,   OUTCOME_SKIP_KEY_TOO_LONG,
+    OUTCOME_SKIP_RULE,       OUTCOME_SKIP_NODE_TROUBLE, OUTCOME_SKIP_HANDLER,
+    OUTCOME_SKIP_LOCK_LOST,  OUTCOME_FAIL_CONNECTION,  OUTCOME_FAIL_TIMEOUT,
+    OUTCOME_FAIL_SERVER,     OUTCOME_FAIL_TOO_LARGE,   STATS_KEY_DRIFT,
+    STATS_BACKEND_MISMATCH,  STATS_NODE_DRIFT,         STATS_BAD_REQUEST,
+    STATS_PURGED,            OUTCOME_SKIP_GZIP,        OUTCOME_LOCK_SERVED,
+    OUTCOME_SKIP_TARGET,     STATS_RENDER_TOO_LARGE,   STATS_DATA_TOO_LARGE,
+    STATS_PARAMS_TIMEOUT,
 };
 
 struct stats *stats_new(size_t nslots)
@@ -91,7 +100,14 @@ uint64_t stats_total(struct stats *st, enum stats_counter c)
 
 const char *stats_counter_name(enum stats_counter c)
 {
-    return (unsigned)c < STATS_N ? counter_names[c] : "?";
+    if ((unsigned)c < OUTCOME_N)
+        return store_outcome_name((enum store_outcome)c);
+    return (unsigned)c < STATS_N ? event_names[c - OUTCOME_N] : "?";
+}
+
+enum stats_counter stats_counter_listed(size_t i)
+{
+    return i < STATS_N ? (enum stats_counter)listed[i] : STATS_N;
 }
 
 const char *stats_state_name(int state)

@@ -82,9 +82,11 @@ void status_render_json(struct stats *st, const struct status_info *info, struct
                (unsigned long long)m->admin_open, (unsigned long long)m->admin_refused,
                (unsigned long long)m->admin_timeouts, (unsigned long long)m->admin_overflow);
     buf_append_str(out, "\"counters\":{");
-    for (int c = 0; c < STATS_N; c++)
-        buf_printf(out, "%s\"%s\":%llu", c ? "," : "", stats_counter_name((enum stats_counter)c),
-                   (unsigned long long)stats_total(st, (enum stats_counter)c));
+    for (size_t i = 0; i < STATS_N; i++) {
+        enum stats_counter c = stats_counter_listed(i);
+        buf_printf(out, "%s\"%s\":%llu", i ? "," : "", stats_counter_name(c),
+                   (unsigned long long)stats_total(st, c));
+    }
     buf_append_str(out, "},\"workers\":[");
     int first = 1;
     for (size_t i = 0; i < stats_nslots(st); i++) {
@@ -128,10 +130,11 @@ void status_render_prometheus(struct stats *st, const struct status_info *info,
     struct stats_master *m = stats_master(st);
     buf_append_str(out, "# HELP memfill_events_total Requests, stores and the reasons pages "
                         "were not stored.\n# TYPE memfill_events_total counter\n");
-    for (int c = 0; c < STATS_N; c++)
-        buf_printf(out, "memfill_events_total{event=\"%s\"} %llu\n",
-                   stats_counter_name((enum stats_counter)c),
-                   (unsigned long long)stats_total(st, (enum stats_counter)c));
+    for (size_t i = 0; i < STATS_N; i++) {
+        enum stats_counter c = stats_counter_listed(i);
+        buf_printf(out, "memfill_events_total{event=\"%s\"} %llu\n", stats_counter_name(c),
+                   (unsigned long long)stats_total(st, c));
+    }
     buf_append_str(out, "# HELP memfill_workers Workers by state.\n# TYPE memfill_workers gauge\n");
     static const int states[] = {STATS_STATE_IDLE, STATS_STATE_BUSY, STATS_STATE_STORING,
                                  STATS_STATE_STARTING, STATS_STATE_EXITING};

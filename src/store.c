@@ -14,8 +14,10 @@
  * Routes with "srcache": true store the whole response in srcache's format
  * (srcache.h) and, like srcache_store, also keep 301, 302, 307 and 308.
  * The request rules read every instance of a header (a session cookie in
- * a second Cookie line counts); store_request_ruled_out() tells the
- * handler beforehand, so the relay knows which regime applies. */
+ * a second Cookie line counts). They are checked once per request, with
+ * the key and node, by store_locate, before the handler runs: the worker
+ * tells the handler (request.store_ruled_out), so the relay knows which
+ * regime applies, and the stampede lock knows whether to take part. */
 #include "config.h"
 
 #include "memfill/store.h"
@@ -30,33 +32,16 @@
 void store_job_init(struct store_job *job)
 {
     memset(job, 0, sizeof *job);
-    buf_init(&job->raw_key);
-    buf_init(&job->esc_key);
+    buf_init(&job->loc.esc_key);
     buf_init(&job->value);
-    job->node = -1;
-    job->key_fit = KEYLOC_EMPTY;
+    job->loc.node = job->loc.computed_node = -1;
+    job->loc.key_fit = KEYLOC_EMPTY;
 }
 
 void store_job_fini(struct store_job *job)
 {
-    buf_fini(&job->raw_key);
-    buf_fini(&job->esc_key);
+    buf_fini(&job->loc.esc_key);
     buf_fini(&job->value);
-}
-
-void store_request_key(const struct site *site, const struct request *req, struct buf *raw,
-                       int *drift)
-{
-    *drift = 0;
-    if (req->memc_key) {
-        buf_append_str(raw, req->memc_key);
-        struct buf own = BUF_INIT;
-        request_eval_key(site->key, req, &own);
-        *drift = own.len != raw->len || (own.len && memcmp(own.data, raw->data, own.len) != 0);
-        buf_fini(&own);
-    } else {
-        request_eval_key(site->key, req, raw);
-    }
 }
 
 /* Returns 1 when a Cookie line holds a cookie named in names. Every
@@ -129,69 +114,61 @@ static unsigned pick_ttl(const struct config *cfg, const struct config_route *ro
 
 /* The refusals known from the request alone, in two groups: those checked
  * before the response's and those checked after (the order fixes which
- * reason is counted when several apply). STATS_STORED = no refusal. */
-static int refuse_early(const struct site *site, const struct request *req,
-                        const struct config_route *r)
+ * reason is counted when several apply). OUTCOME_STORED = no refusal. */
+static enum store_outcome refuse_early(const struct site *site, const struct request *req,
+                                       const struct config_route *r)
 {
     if (!(req->method_bit & (CONFIG_METHOD_GET | CONFIG_METHOD_HEAD)))
-        return STATS_SKIP_METHOD;
+        return OUTCOME_SKIP_METHOD;
     if (!r || !r->cache || regex_list_match(site->skip_uri, req->path.data, req->path.len) ||
         has_authorization(req))
-        return STATS_SKIP_RULE;
+        return OUTCOME_SKIP_RULE;
     if (has_session_cookie(req, site->cfg->skip_cookies))
-        return STATS_SKIP_COOKIE;
-    return STATS_STORED;
+        return OUTCOME_SKIP_COOKIE;
+    return OUTCOME_STORED;
 }
 
-static int refuse_late(const struct request *req, const struct store_job *job)
+static enum store_outcome refuse_late(const struct request *req,
+                                      const struct store_location *loc)
 {
-    if (job->key_fit == KEYLOC_EMPTY || job->node < 0)
-        return STATS_SKIP_KEY_EMPTY;
-    if (job->key_fit == KEYLOC_TOO_LONG)
-        return STATS_SKIP_KEY_TOO_LONG; /* nginx got a 502 for it too */
+    if (loc->key_fit == KEYLOC_EMPTY || loc->node < 0)
+        return OUTCOME_SKIP_KEY_EMPTY;
+    if (loc->key_fit == KEYLOC_TOO_LONG)
+        return OUTCOME_SKIP_KEY_TOO_LONG; /* nginx got a 502 for it too */
     if (req->memc_status && *req->memc_status &&
         strncmp(last_entry(req->memc_status), "404", 3) != 0)
-        return STATS_SKIP_NODE_TROUBLE;
-    return STATS_STORED;
+        return OUTCOME_SKIP_NODE_TROUBLE;
+    return OUTCOME_STORED;
 }
 
-/* Fills the key and node of job for req. */
-static void job_key(const struct site *site, const struct request *req, struct store_job *job)
+void store_locate(const struct site *site, const struct request *req, size_t route,
+                  struct store_location *loc)
 {
-    buf_reset(&job->raw_key, 1 << 16);
-    buf_reset(&job->esc_key, 1 << 16);
-    job->backend_mismatch = job->node_drift = 0;
-    store_request_key(site, req, &job->raw_key, &job->key_drift);
+    const struct config *cfg = site->cfg;
+    const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
+    buf_reset(&loc->esc_key, 1 << 16);
+    loc->backend_mismatch = loc->node_drift = 0;
     int computed;
-    job->key_fit = keyloc_find(site->nodes, job->raw_key.data ? job->raw_key.data : "",
-                               job->raw_key.len, &job->esc_key, &computed);
-    job->node = computed;
+    loc->key_fit = keyloc_find(site->nodes, req->key, req->key_len, &loc->esc_key, &computed);
+    loc->computed_node = computed;
+    loc->node = computed;
     if (req->memc_backend && *req->memc_backend) {
         int b = nodesel_find_backend(site->nodes, req->memc_backend, strlen(req->memc_backend));
         if (b < 0) {
-            job->backend_mismatch = 1;
+            loc->backend_mismatch = 1;
         } else {
             if (computed >= 0 && b != computed)
-                job->node_drift = 1;
-            job->node = b;
+                loc->node_drift = 1;
+            loc->node = b;
         }
     }
+    loc->early = refuse_early(site, req, r);
+    loc->late = refuse_late(req, loc);
 }
 
-int store_request_ruled_out(const struct site *site, const struct request *req, size_t route)
+int store_location_allows(const struct store_location *loc)
 {
-    const struct config *cfg = site->cfg;
-    const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
-    return refuse_early(site, req, r) != STATS_STORED;
-}
-
-int store_request_allows(const struct site *site, const struct request *req, size_t route,
-                         struct store_job *job)
-{
-    const struct config *cfg = site->cfg;
-    const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
-    job_key(site, req, job);
-    return refuse_early(site, req, r) == STATS_STORED && refuse_late(req, job) == STATS_STORED;
+    return loc->early == OUTCOME_STORED && loc->late == OUTCOME_STORED;
 }
 
 void store_prepare(const struct site *site, const struct request *req, size_t route,
@@ -200,24 +177,20 @@ void store_prepare(const struct site *site, const struct request *req, size_t ro
     const struct config *cfg = site->cfg;
     const struct config_route *r = route < cfg->nroutes ? &cfg->routes[route] : NULL;
     job->srcache = r && r->srcache;
-
-    /* The key and node are worked out even for pages that are not stored,
-     * so drift between the two configs is always seen. */
-    job_key(site, req, job);
-    int d = refuse_early(site, req, r);
-    if (d == STATS_STORED) {
+    enum store_outcome d = job->loc.early;
+    if (d == OUTCOME_STORED) {
         if (resp->no_store)
-            d = resp->no_store_reason ? resp->no_store_reason : STATS_SKIP_HANDLER;
+            d = resp->no_store_reason ? resp->no_store_reason : OUTCOME_SKIP_HANDLER;
         else if (resp->status != 200 &&
                  !(job->srcache && srcache_status_storable(resp->status)))
-            d = STATS_SKIP_STATUS;
+            d = OUTCOME_SKIP_STATUS;
         else if (has_header(resp, "Set-Cookie"))
-            d = STATS_SKIP_COOKIE;
+            d = OUTCOME_SKIP_COOKIE;
         else
-            d = refuse_late(req, job);
+            d = job->loc.late;
     }
     job->decision = d;
-    if (d == STATS_STORED && job->srcache) {
+    if (d == OUTCOME_STORED && job->srcache) {
         buf_reset(&job->value, 1 << 20);
         srcache_encode(resp, &job->value);
     }
@@ -263,16 +236,16 @@ int store_gzip(const void *data, size_t len, struct buf *out)
     return rc == Z_STREAM_END ? 0 : -1;
 }
 
-enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job,
+enum store_outcome store_execute(struct mcwriter *w, const struct store_job *job,
                                  const void *value, size_t vlen, struct buf *gz,
                                  uint64_t *usec)
 {
     *usec = 0;
-    if (job->decision != STATS_STORED)
-        return (enum stats_counter)job->decision;
+    if (job->decision != OUTCOME_STORED)
+        return job->decision;
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    enum stats_counter out;
+    enum store_outcome out;
     if (job->srcache) {
         value = job->value.data ? job->value.data : "";
         vlen = job->value.len;
@@ -281,27 +254,27 @@ enum stats_counter store_execute(struct mcwriter *w, const struct store_job *job
         buf_reset(gz, 1 << 20);
         if (store_gzip(value, vlen, gz) < 0) {
             buf_reset(gz, 1 << 20);
-            return STATS_SKIP_GZIP;
+            return OUTCOME_SKIP_GZIP;
         }
         value = gz->data;
         vlen = gz->len;
     }
-    size_t limit = mcwriter_item_limit(w, (size_t)job->node, job->esc_key.len, job->flags);
+    size_t limit = mcwriter_item_limit(w, (size_t)job->loc.node, job->loc.esc_key.len, job->flags);
     if (limit && vlen > limit) {
-        out = STATS_SKIP_SIZE;
+        out = OUTCOME_SKIP_SIZE;
     } else {
-        enum mcw_result r = mcwriter_set(w, (size_t)job->node, job->esc_key.data,
-                                         job->esc_key.len, value, vlen, job->flags, job->ttl);
+        enum mcw_result r = mcwriter_set(w, (size_t)job->loc.node, job->loc.esc_key.data,
+                                         job->loc.esc_key.len, value, vlen, job->flags, job->ttl);
         switch (r) {
-        case MCW_OK: out = STATS_STORED; break;
+        case MCW_OK: out = OUTCOME_STORED; break;
         case MCW_TOO_LARGE:
             /* Above the limit the set learned when it connected: a skip. */
-            limit = mcwriter_item_limit(w, (size_t)job->node, job->esc_key.len, job->flags);
-            out = limit && vlen > limit ? STATS_SKIP_SIZE : STATS_FAIL_TOO_LARGE;
+            limit = mcwriter_item_limit(w, (size_t)job->loc.node, job->loc.esc_key.len, job->flags);
+            out = limit && vlen > limit ? OUTCOME_SKIP_SIZE : OUTCOME_FAIL_TOO_LARGE;
             break;
-        case MCW_TIMEOUT: out = STATS_FAIL_TIMEOUT; break;
-        case MCW_CONNECTION: out = STATS_FAIL_CONNECTION; break;
-        default: out = STATS_FAIL_SERVER; break;
+        case MCW_TIMEOUT: out = OUTCOME_FAIL_TIMEOUT; break;
+        case MCW_CONNECTION: out = OUTCOME_FAIL_CONNECTION; break;
+        default: out = OUTCOME_FAIL_SERVER; break;
         }
     }
     if (job->gzip)

@@ -11,7 +11,6 @@
 #include "memfill/warm.h"
 #include "memfill/fcgiclient.h"
 #include "memfill/log.h"
-#include "memfill/request.h"
 #include "memfill/util.h"
 
 #include <errno.h>
@@ -20,12 +19,6 @@
 #include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
-
-int warm_requested(const struct request *req)
-{
-    const char *v = request_param(req, "MEMFILL_WARM");
-    return v && strcmp(v, "1") == 0;
-}
 
 /* ---- lists ---- */
 

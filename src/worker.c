@@ -47,7 +47,6 @@
 #include "memfill/stampede.h"
 #include "memfill/store.h"
 #include "memfill/util.h"
-#include "memfill/warm.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -240,9 +239,10 @@ static void count(struct worker *w, enum stats_counter c)
     w->slot->counters[c]++;
 }
 
-/* Produces the response for the current request; returns the route index
- * or (size_t)-1. */
-static size_t produce(struct worker *w)
+/* Checks the current request and finds its route. Returns the route
+ * index, or (size_t)-1 when the request is answered already (a bad
+ * request, a PURGE, no route). */
+static size_t route_request(struct worker *w)
 {
     if (params_size(w->req.envp) > w->cfg->max_params) {
         response_error(&w->resp, 400, "The request headers are too large.");
@@ -266,16 +266,23 @@ static size_t produce(struct worker *w)
         response_error(&w->resp, 404, "No route of this site serves this address.");
         return (size_t)-1;
     }
-    size_t ri = w->match.route;
+    return w->match.route;
+}
+
+/* Produces the response of the current request, routed to ri, whose
+ * store location w->job.loc is known. */
+static void produce(struct worker *w, size_t ri)
+{
     const struct config_route *r = &w->cfg->routes[ri];
     if (!(w->req.method_bit & r->methods)) {
         response_error(&w->resp, 405, "This method is not allowed here.");
-        return ri;
+        return;
     }
     /* cache.lock_wait: wait for a page another worker is producing. */
-    if (stampede_enter(&w->stampede, w->site, w->mc, &w->req, ri, &w->resp) == STAMPEDE_SERVED)
-        return ri;
-    w->req.store_ruled_out = store_request_ruled_out(w->site, &w->req, ri);
+    if (stampede_enter(&w->stampede, w->site, w->mc, &w->req, ri, &w->job.loc, &w->resp) ==
+        STAMPEDE_SERVED)
+        return;
+    w->req.store_ruled_out = w->job.loc.early != OUTCOME_STORED;
     w->site->ops[ri]->handle(w->site->states[ri], &w->req, &w->match, &w->resp);
     if (r->content_type && w->resp.status == 200) {
         buf_reset(&w->resp.content_type, 1024);
@@ -286,7 +293,6 @@ static size_t produce(struct worker *w)
             buf_append_char(&w->resp.tags, ' ');
         buf_append_str(&w->resp.tags, *t);
     }
-    return ri;
 }
 
 /* Drift and mismatch notes are counted every time but logged at most once
@@ -325,22 +331,20 @@ static void note_params_timeout(struct worker *w, const char *what)
 
 static void log_notes(struct worker *w)
 {
-    const struct store_job *j = &w->job;
-    if (!j->key_drift && !j->backend_mismatch && !j->node_drift)
+    const struct request *req = &w->req;
+    const struct store_location *j = &w->job.loc;
+    if (!req->key_drift && !j->backend_mismatch && !j->node_drift)
         return;
     struct buf *s = &w->scratch;
     buf_reset(s, 4096);
-    if (j->key_drift) {
+    if (req->key_drift) {
         count(w, STATS_KEY_DRIFT);
         if (note_allowed(w, NOTE_KEY_DRIFT)) {
-            struct buf own = BUF_INIT;
-            request_eval_key(w->site->key, &w->req, &own);
             buf_append_str(s, "key drift: nginx sent MEMC_KEY \"");
-            log_escape(s, j->raw_key.data, j->raw_key.len, 200);
+            log_escape(s, req->key, req->key_len, 200);
             buf_append_str(s, "\" but cache.key gives \"");
-            log_escape(s, own.data ? own.data : "", own.len, 200);
+            log_escape(s, req->own_key.data ? req->own_key.data : "", req->own_key.len, 200);
             buf_append_str(s, "\"; the nginx config and memfill's disagree");
-            buf_fini(&own);
             log_note(w, NOTE_KEY_DRIFT, s);
         }
     }
@@ -357,12 +361,11 @@ static void log_notes(struct worker *w)
     if (j->node_drift) {
         count(w, STATS_NODE_DRIFT);
         if (note_allowed(w, NOTE_NODE_DRIFT)) {
-            int computed = nodesel_pick(w->site->nodes, j->raw_key.data, j->raw_key.len);
             buf_append_str(s, "node drift: nginx read key \"");
             log_escape(s, j->esc_key.data, j->esc_key.len, 200);
             buf_printf(s, "\" from %s, memfill computes %s; writing where nginx reads",
                        mcwriter_node_address(w->mc, (size_t)j->node),
-                       nodesel_server(w->site->nodes, (size_t)computed)->address);
+                       nodesel_server(w->site->nodes, (size_t)j->computed_node)->address);
             log_note(w, NOTE_NODE_DRIFT, s);
         }
     }
@@ -376,20 +379,26 @@ static void serve_one(struct worker *w, char **envp)
     count(w, STATS_REQUESTS);
     request_init(&w->req, envp);
     note_uri(w);
-    size_t route = produce(w);
+    /* The key is evaluated, and the page located, once per request: the
+     * stampede lock, the relay, PURGE, the store and the notes share them. */
+    request_key(&w->req, w->site->key);
+    size_t route = route_request(w);
+    store_locate(w->site, &w->req, route, &w->job.loc);
+    if (route != (size_t)-1)
+        produce(w, route);
     if (w->resp.event > 0 && w->resp.event < STATS_N)
         count(w, (enum stats_counter)w->resp.event);
     store_prepare(w->site, &w->req, route, &w->resp, &w->job);
     stampede_settle(&w->stampede, &w->job);
     /* A warm-up (memfillctl warm; nginx never sends MEMFILL_WARM) stores
      * BEFORE answering and says how it went: nobody waits on it. */
-    int warm = warm_requested(&w->req);
+    int warm = w->req.warm;
     uint64_t usec = 0;
-    enum stats_counter outcome = STATS_N;
+    enum store_outcome outcome = OUTCOME_N;
     if (warm) {
         outcome =
             store_execute(w->mc, &w->job, w->resp.body.data, w->resp.body.len, &w->gz, &usec);
-        const char *said = stats_counter_name(outcome);
+        const char *said = store_outcome_name(outcome);
         response_add_header(&w->resp, "X-Memfill-Store", said, strlen(said));
     }
     int head_only = strcmp(w->req.method, "HEAD") == 0;
@@ -411,23 +420,24 @@ static void serve_one(struct worker *w, char **envp)
         outcome =
             store_execute(w->mc, &w->job, w->resp.body.data, w->resp.body.len, &w->gz, &usec);
     stampede_leave(&w->stampede, w->mc, outcome);
-    count(w, outcome);
-    if (outcome == STATS_STORED && w->resp.tags.len)
-        purge_index_tags(w->mc, (size_t)w->job.node, w->job.esc_key.data, w->job.esc_key.len,
+    count(w, stats_outcome_counter(outcome));
+    const struct store_location *loc = &w->job.loc;
+    if (outcome == OUTCOME_STORED && w->resp.tags.len)
+        purge_index_tags(w->mc, (size_t)loc->node, loc->esc_key.data, loc->esc_key.len,
                          w->resp.tags.data, w->resp.tags.len);
-    if (w->job.decision == STATS_STORED && w->job.node >= 0 && w->job.node < STATS_MAX_NODES) {
-        if (outcome == STATS_STORED)
-            w->slot->node_ok[w->job.node]++;
-        else if (outcome != STATS_SKIP_SIZE)
-            w->slot->node_fail[w->job.node]++;
-        w->slot->node_usec[w->job.node] += usec;
+    if (w->job.decision == OUTCOME_STORED && loc->node >= 0 && loc->node < STATS_MAX_NODES) {
+        if (outcome == OUTCOME_STORED)
+            w->slot->node_ok[loc->node]++;
+        else if (outcome != OUTCOME_SKIP_SIZE)
+            w->slot->node_fail[loc->node]++;
+        w->slot->node_usec[loc->node] += usec;
     }
-    if (outcome >= STATS_FAIL_CONNECTION && outcome <= STATS_FAIL_TOO_LARGE)
-        log_warn("store failed on %s: %s", mcwriter_node_address(w->mc, (size_t)w->job.node),
-                 stats_counter_name(outcome));
+    if (store_outcome_failed(outcome))
+        log_warn("store failed on %s: %s", mcwriter_node_address(w->mc, (size_t)loc->node),
+                 store_outcome_name(outcome));
     if (w->cfg->access_log) {
         log_access("%s %d %zu %llums %s%s", s->data, w->resp.status, w->resp.body.len,
-                   (unsigned long long)(util_now_ms() - t0), stats_counter_name(outcome),
+                   (unsigned long long)(util_now_ms() - t0), store_outcome_name(outcome),
                    sent < 0 ? " (client gone)" : "");
     }
     request_fini(&w->req);

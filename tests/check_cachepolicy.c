@@ -65,11 +65,11 @@ struct row {
     unsigned min_ttl, max_ttl;
     int storable;
     long ttl;                  /* when storable */
-    enum stats_counter reason; /* when not */
+    enum store_outcome reason; /* when not */
 };
 
-#define CC STATS_SKIP_CACHE_CONTROL
-#define OK STATS_STORED
+#define CC OUTCOME_SKIP_CACHE_CONTROL
+#define OK OUTCOME_STORED
 
 static void run_rows(const struct row *rows, size_t n)
 {
@@ -103,19 +103,19 @@ START_TEST(test_cachepolicy_status)
     static const struct row rows[] = {
         {__LINE__, 200, "Cache-Control: max-age=60", 300, 0, 0, 1, 60, OK},
         {__LINE__, 200, "", 300, 0, 0, 1, 300, OK},
-        {__LINE__, 201, "Cache-Control: max-age=60", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
-        {__LINE__, 203, "Cache-Control: max-age=60", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
-        {__LINE__, 204, "", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
-        {__LINE__, 206, "Cache-Control: max-age=60", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
-        {__LINE__, 301, "Cache-Control: max-age=60", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
-        {__LINE__, 302, "", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
-        {__LINE__, 304, "", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
-        {__LINE__, 404, "Cache-Control: max-age=60", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
-        {__LINE__, 500, "", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
-        {__LINE__, 0, "", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
+        {__LINE__, 201, "Cache-Control: max-age=60", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
+        {__LINE__, 203, "Cache-Control: max-age=60", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
+        {__LINE__, 204, "", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
+        {__LINE__, 206, "Cache-Control: max-age=60", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
+        {__LINE__, 301, "Cache-Control: max-age=60", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
+        {__LINE__, 302, "", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
+        {__LINE__, 304, "", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
+        {__LINE__, 404, "Cache-Control: max-age=60", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
+        {__LINE__, 500, "", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
+        {__LINE__, 0, "", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
         /* the status is checked first */
-        {__LINE__, 404, "Set-Cookie: a=1", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
-        {__LINE__, 500, "Cache-Control: no-store", 300, 0, 0, 0, 0, STATS_SKIP_STATUS},
+        {__LINE__, 404, "Set-Cookie: a=1", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
+        {__LINE__, 500, "Cache-Control: no-store", 300, 0, 0, 0, 0, OUTCOME_SKIP_STATUS},
     };
     RUN(rows);
 }
@@ -126,18 +126,18 @@ END_TEST
 START_TEST(test_cachepolicy_cookie)
 {
     static const struct row rows[] = {
-        {__LINE__, 200, "Set-Cookie: sid=1", 300, 0, 0, 0, 0, STATS_SKIP_COOKIE},
-        {__LINE__, 200, "set-cookie: sid=1", 300, 0, 0, 0, 0, STATS_SKIP_COOKIE},
-        {__LINE__, 200, "SET-COOKIE: ", 300, 0, 0, 0, 0, STATS_SKIP_COOKIE},
-        {__LINE__, 200, "Set-Cookie2: sid=1", 300, 0, 0, 0, 0, STATS_SKIP_COOKIE},
+        {__LINE__, 200, "Set-Cookie: sid=1", 300, 0, 0, 0, 0, OUTCOME_SKIP_COOKIE},
+        {__LINE__, 200, "set-cookie: sid=1", 300, 0, 0, 0, 0, OUTCOME_SKIP_COOKIE},
+        {__LINE__, 200, "SET-COOKIE: ", 300, 0, 0, 0, 0, OUTCOME_SKIP_COOKIE},
+        {__LINE__, 200, "Set-Cookie2: sid=1", 300, 0, 0, 0, 0, OUTCOME_SKIP_COOKIE},
         {__LINE__, 200, "Cache-Control: max-age=60\nSet-Cookie: a=1", 300, 0, 0, 0, 0,
-         STATS_SKIP_COOKIE},
+         OUTCOME_SKIP_COOKIE},
         /* X-Accel-Expires does not override a cookie */
         {__LINE__, 200, "X-Accel-Expires: 60\nSet-Cookie: a=1", 300, 0, 0, 0, 0,
-         STATS_SKIP_COOKIE},
+         OUTCOME_SKIP_COOKIE},
         /* the cookie reason wins over Cache-Control's */
         {__LINE__, 200, "Cache-Control: private\nSet-Cookie: a=1", 300, 0, 0, 0, 0,
-         STATS_SKIP_COOKIE},
+         OUTCOME_SKIP_COOKIE},
         /* names that merely contain "cookie" are fine */
         {__LINE__, 200, "X-Set-Cookie-Hint: no\nCookie: a=1", 300, 0, 0, 1, 300, OK},
     };
@@ -253,7 +253,7 @@ START_TEST(test_cachepolicy_vary)
         {__LINE__, 200, "Vary: \nCache-Control: max-age=60\nvary: Cookie", 300, 0, 0, 0, 0, CC},
         /* Set-Cookie2 refuses as Set-Cookie does */
         {__LINE__, 200, "Set-Cookie2: a=1\nCache-Control: max-age=60", 300, 0, 0, 0, 0,
-         STATS_SKIP_COOKIE},
+         OUTCOME_SKIP_COOKIE},
         {__LINE__, 200, "Vary: Accept-Encodings", 300, 0, 0, 0, 0, CC},
         {__LINE__, 200, "Vary: Accept", 300, 0, 0, 0, 0, CC},
         /* X-Accel-Expires does not override Vary */

@@ -11,10 +11,11 @@
 #include "memfill/key.h"
 #include "memfill/relay.h"
 #include "memfill/request.h"
-#include "memfill/stats.h"
+#include "memfill/outcome.h"
 #include "memfill/util.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +43,7 @@ static void build(struct built *b, const char *pattern, const char *origin_host,
     b->key = key_pattern_compile(pattern, &e);
     ck_assert_msg(b->key != NULL, "%s: %s", pattern, e.text);
     req_make(&b->req, params);
+    request_key(&b->req, b->key); /* as the worker does before the handler */
     b->req.store_ruled_out = ruled_out;
     relay_request_init(&b->rr);
     struct relay_rules rules = {"http://origin.test:8000/base", origin_host, b->key};
@@ -156,6 +158,108 @@ START_TEST(test_eval_key_repeated_headers)
 }
 END_TEST
 
+/* request_init normalises $uri once; a key reads it from the request
+ * (request_param_cb's DOCUMENT_URI) and gets what evaluating the raw
+ * params gives, for every kind of target. */
+static const char *raw_param(void *ctx, const char *name)
+{
+    return request_param(ctx, name);
+}
+
+START_TEST(test_eval_key_uri_once)
+{
+    static const char *const targets[] = {
+        "/a/b", "/a/./b/../c", "//a//b", "/a%2Fb", "/x%3Fy?z=1", "/a?q=1 2", "/a?\x7f",
+        "/a b", "/%zz", "/%00", "/../a", "?x=1", "", "a/b", "/a#frag", "/a/%2e%2e/b?x",
+        "/caf%C3%A9", "/a/..", "/a/.",
+    };
+    struct err e;
+    err_clear(&e);
+    struct key_pattern *kp = key_pattern_compile("$uri|$document_uri|$request_uri|$args", &e);
+    ck_assert_ptr_nonnull(kp);
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
+        for (int with_doc = 0; with_doc < 3; with_doc++) {
+            char ru[128], doc[128];
+            snprintf(ru, sizeof ru, "REQUEST_URI=%s", targets[i]);
+            snprintf(doc, sizeof doc, "DOCUMENT_URI=%s", with_doc == 1 ? "/d" : "");
+            const char *params[] = {ru, with_doc ? doc : NULL, NULL};
+            struct request req;
+            req_make(&req, params);
+            struct buf once = BUF_INIT, raw = BUF_INIT;
+            request_eval_key(kp, &req, &once);
+            key_pattern_eval_all(kp, raw_param, request_param_all_cb, &req, &raw);
+            ck_assert_msg(strcmp(once.data, raw.data) == 0, "%s (%d): \"%s\" vs \"%s\"",
+                          targets[i], with_doc, once.data, raw.data);
+            if (with_doc != 1) {
+                /* the router's path: the part before '?', normalised */
+                const char *qm = strchr(targets[i], '?');
+                size_t plen = qm ? (size_t)(qm - targets[i]) : strlen(targets[i]);
+                struct buf path = BUF_INIT;
+                int ok = plen > 0 && key_normalize_uri(targets[i], plen, &path) == 0;
+                ck_assert_msg(req.path_ok == ok, "%s: path_ok %d", targets[i], req.path_ok);
+                if (ok)
+                    ck_assert_str_eq(req.path.data, path.data);
+                buf_fini(&path);
+            }
+            buf_fini(&once);
+            buf_fini(&raw);
+            request_fini(&req);
+        }
+    }
+    /* no REQUEST_URI at all */
+    const char *none[] = {"QUERY_STRING=a", NULL};
+    struct request req;
+    req_make(&req, none);
+    struct buf once = BUF_INIT;
+    request_eval_key(kp, &req, &once);
+    ck_assert_str_eq(once.data, "|||a");
+    buf_fini(&once);
+    request_fini(&req);
+    key_pattern_free(kp);
+}
+END_TEST
+
+/* request_key: the raw key is MEMC_KEY when nginx sent it, else cache.key
+ * evaluated here; drift when both exist and differ. */
+START_TEST(test_request_key)
+{
+    struct err e;
+    err_clear(&e);
+    struct key_pattern *kp = key_pattern_compile("$uri$is_args$args", &e);
+    ck_assert_ptr_nonnull(kp);
+    const char *own[] = {"REQUEST_URI=/a?x=1", "QUERY_STRING=x=1", NULL};
+    const char *same[] = {"REQUEST_URI=/a?x=1", "QUERY_STRING=x=1", "MEMC_KEY=/a?x=1", NULL};
+    const char *drift[] = {"REQUEST_URI=/a?x=1", "QUERY_STRING=x=1", "MEMC_KEY=/b", NULL};
+    const char *const *cases[] = {own, same, drift};
+    const char *keys[] = {"/a?x=1", "/a?x=1", "/b"};
+    for (int i = 0; i < 3; i++) {
+        struct request req;
+        req_make(&req, cases[i]);
+        ck_assert_int_eq(req.key_ready, 0);
+        ck_assert_uint_eq(req.key_len, 0);
+        request_key(&req, kp);
+        ck_assert_int_eq(req.key_ready, 1);
+        ck_assert_uint_eq(req.key_len, strlen(keys[i]));
+        ck_assert_int_eq(memcmp(req.key, keys[i], req.key_len), 0);
+        ck_assert_str_eq(req.own_key.data, "/a?x=1");
+        ck_assert_int_eq(req.key_drift, i == 2);
+        request_fini(&req);
+    }
+    /* a relay that was not told the verdict does not vouch for MEMC_KEY */
+    struct request req;
+    req_make(&req, same);
+    struct relay_request rr;
+    relay_request_init(&rr);
+    struct relay_rules rules = {"http://o", NULL, kp};
+    ck_assert_int_eq(relay_build(&rules, &req, &rr), 0);
+    ck_assert_int_eq(rr.no_store, 1);
+    ck_assert_int_eq(rr.no_store_reason, OUTCOME_SKIP_TARGET);
+    relay_request_fini(&rr);
+    request_fini(&req);
+    key_pattern_free(kp);
+}
+END_TEST
+
 START_TEST(test_cookie_and_arg_find)
 {
     static const struct {
@@ -211,35 +315,35 @@ START_TEST(test_build_url)
         const char *uri;   /* REQUEST_URI; DOCUMENT_URI is worked out from it */
         const char *query; /* QUERY_STRING, or NULL */
         const char *url;   /* after the origin */
-        int reason;        /* STATS_STORED: storable */
+        int reason;        /* OUTCOME_STORED: storable */
     } rows[] = {
-        {"$uri$is_args$args", "/a/b", NULL, "/a/b", STATS_STORED},
-        {"$uri$is_args$args", "/a/b?x=1&y=%20", "x=1&y=%20", "/a/b?x=1&y=%20", STATS_STORED},
-        {"$uri$is_args$args", "/cat/zzz/..%2Fb", NULL, "/cat/b", STATS_STORED},
-        {"$uri$is_args$args", "//cat//./c/", NULL, "/cat/c/", STATS_STORED},
-        {"$uri$is_args$args", "/caf%c3%a9", NULL, "/caf%C3%A9", STATS_STORED},
-        {"$uri$is_args$args", "/a%20b%25", NULL, "/a%20b%25", STATS_STORED},
-        {"$uri$is_args$args", "/p?", "", "/p", STATS_STORED},
+        {"$uri$is_args$args", "/a/b", NULL, "/a/b", OUTCOME_STORED},
+        {"$uri$is_args$args", "/a/b?x=1&y=%20", "x=1&y=%20", "/a/b?x=1&y=%20", OUTCOME_STORED},
+        {"$uri$is_args$args", "/cat/zzz/..%2Fb", NULL, "/cat/b", OUTCOME_STORED},
+        {"$uri$is_args$args", "//cat//./c/", NULL, "/cat/c/", OUTCOME_STORED},
+        {"$uri$is_args$args", "/caf%c3%a9", NULL, "/caf%C3%A9", OUTCOME_STORED},
+        {"$uri$is_args$args", "/a%20b%25", NULL, "/a%20b%25", OUTCOME_STORED},
+        {"$uri$is_args$args", "/p?", "", "/p", OUTCOME_STORED},
         /* a decoded '?': relayed encoded, never stored */
-        {"$uri$is_args$args", "/cat/x%3Fpage=2", NULL, "/cat/x%3Fpage=2", STATS_SKIP_TARGET},
-        {"$uri$is_args$args", "/x%3f?a=1", "a=1", "/x%3F?a=1", STATS_SKIP_TARGET},
+        {"$uri$is_args$args", "/cat/x%3Fpage=2", NULL, "/cat/x%3Fpage=2", OUTCOME_SKIP_TARGET},
+        {"$uri$is_args$args", "/x%3f?a=1", "a=1", "/x%3F?a=1", OUTCOME_SKIP_TARGET},
         /* $request_uri holds the raw target: no ambiguity */
-        {"$request_uri", "/x%3F?a=1", "a=1", "/x%3F?a=1", STATS_STORED},
-        {"$request_uri", "/a/../b?q", "q", "/a/../b?q", STATS_STORED},
-        {"$request_uri", "//a%2f%41?q#f", "q", "//a%2f%41?q%23f", STATS_STORED},
-        {"$uri$request_uri", "/x/..%2Fa?q", "q", "/x/..%2Fa?q", STATS_STORED},
+        {"$request_uri", "/x%3F?a=1", "a=1", "/x%3F?a=1", OUTCOME_STORED},
+        {"$request_uri", "/a/../b?q", "q", "/a/../b?q", OUTCOME_STORED},
+        {"$request_uri", "//a%2f%41?q#f", "q", "//a%2f%41?q%23f", OUTCOME_STORED},
+        {"$uri$request_uri", "/x/..%2Fa?q", "q", "/x/..%2Fa?q", OUTCOME_STORED},
         /* the args the key does not cover are not relayed */
-        {"$uri", "/a?b=1", "b=1", "/a", STATS_STORED},
+        {"$uri", "/a?b=1", "b=1", "/a", OUTCOME_STORED},
         {"$uri$is_args$arg_page", "/l?x=1&PAGE=2&page=3", "x=1&PAGE=2&page=3", "/l?page=2",
-         STATS_STORED},
+         OUTCOME_STORED},
         {"$uri|$arg_b|$arg_a|$arg_B", "/l?a=1&b=2&c=3", "a=1&b=2&c=3", "/l?b=2&a=1",
-         STATS_STORED},
-        {"$uri|$arg_a", "/l?a=&b=2", "a=&b=2", "/l", STATS_STORED},
+         OUTCOME_STORED},
+        {"$uri|$arg_a", "/l?a=&b=2", "a=&b=2", "/l", OUTCOME_STORED},
         /* bytes no URL holds raw are encoded in the args too */
-        {"$uri$is_args$args", "/e?\xc3\xa9=1", "\xc3\xa9=1", "/e?%C3%A9=1", STATS_STORED},
+        {"$uri$is_args$args", "/e?\xc3\xa9=1", "\xc3\xa9=1", "/e?%C3%A9=1", OUTCOME_STORED},
         /* a key without the path cannot describe the page */
-        {"$host$args", "/a", NULL, "/a", STATS_SKIP_TARGET},
-        {"fixed", "/a?x", "x", "/a", STATS_SKIP_TARGET},
+        {"$host$args", "/a", NULL, "/a", OUTCOME_SKIP_TARGET},
+        {"fixed", "/a?x", "x", "/a", OUTCOME_SKIP_TARGET},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char *ru = xasprintf("REQUEST_URI=%s", rows[i].uri);
@@ -251,7 +355,7 @@ START_TEST(test_build_url)
         char *want = xasprintf("http://origin.test:8000/base%s", rows[i].url);
         ck_assert_msg(strcmp(b.rr.url.data, want) == 0, "row %zu: %s, want %s", i, b.rr.url.data,
                       want);
-        ck_assert_msg(b.rr.no_store == (rows[i].reason != STATS_STORED), "row %zu: no_store %d",
+        ck_assert_msg(b.rr.no_store == (rows[i].reason != OUTCOME_STORED), "row %zu: no_store %d",
                       i, b.rr.no_store);
         if (b.rr.no_store)
             ck_assert_int_eq(b.rr.no_store_reason, rows[i].reason);
@@ -297,7 +401,7 @@ START_TEST(test_build_key_drift)
     const char *drift[] = {"REQUEST_URI=/a?x=1", "QUERY_STRING=x=1", "MEMC_KEY=/a", NULL};
     build(&b, "$uri$is_args$args", NULL, drift, 0);
     ck_assert_int_eq(b.rr.no_store, 1);
-    ck_assert_int_eq(b.rr.no_store_reason, STATS_SKIP_TARGET);
+    ck_assert_int_eq(b.rr.no_store_reason, OUTCOME_SKIP_TARGET);
     built_fini(&b);
     /* the absolute-target case: nginx's $host (MEMFILL_HOST) is in the key,
      * the Host line says otherwise; no drift, and nginx's host is relayed */
@@ -313,7 +417,7 @@ START_TEST(test_build_key_drift)
     const char *old[] = {"REQUEST_URI=/a", "HTTP_HOST=evil.test", "MEMC_KEY=good.test/a", NULL};
     build(&b, "$host$uri", NULL, old, 0);
     ck_assert_int_eq(b.rr.no_store, 1);
-    ck_assert_int_eq(b.rr.no_store_reason, STATS_SKIP_TARGET);
+    ck_assert_int_eq(b.rr.no_store_reason, OUTCOME_SKIP_TARGET);
     built_fini(&b);
 }
 END_TEST
@@ -430,7 +534,7 @@ START_TEST(test_headers_passthrough)
     };
     build(&b, "$uri", NULL, post, 0); /* not ruled out by the worker: the method does it */
     ck_assert_int_eq(b.rr.passthrough, 1);
-    ck_assert_int_eq(b.rr.no_store_reason, STATS_SKIP_METHOD);
+    ck_assert_int_eq(b.rr.no_store_reason, OUTCOME_SKIP_METHOD);
     ck_assert_int_eq(b.rr.send_body, 1);
     ck_assert_str_eq(b.rr.method, "POST");
     assert_line(&b.rr, "Content-Type", "application/json");
@@ -486,6 +590,8 @@ static Suite *relay_suite(void)
     TCase *tc = tcase_create("Instances");
     tcase_add_test(tc, test_param_all);
     tcase_add_test(tc, test_eval_key_repeated_headers);
+    tcase_add_test(tc, test_eval_key_uri_once);
+    tcase_add_test(tc, test_request_key);
     tcase_add_test(tc, test_cookie_and_arg_find);
     suite_add_tcase(s, tc);
     tc = tcase_create("Target");

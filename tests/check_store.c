@@ -10,6 +10,7 @@
 
 #include "memfill/site.h"
 #include "memfill/store.h"
+#include "memfill/stats.h"
 #include "memfill/util.h"
 
 #include <check.h>
@@ -137,6 +138,8 @@ static void prepare(struct site *site, const char *uri, size_t route, struct sto
     response_init(&resp);
     buf_append_str(&resp.body, "<p>x</p>");
     store_job_init(job);
+    request_key(&req, site->key);
+    store_locate(site, &req, route, &job->loc);
     store_prepare(site, &req, route, &resp, job);
     response_fini(&resp);
     request_fini(&req);
@@ -152,7 +155,7 @@ START_TEST(test_prepare_gzip_flag)
                                   " \"cache\": {\"gzip_flag\": 8}, " ROUTES "}");
     struct store_job job;
     prepare(site, "/page", 1, &job);
-    ck_assert_int_eq(job.decision, STATS_STORED);
+    ck_assert_int_eq(job.decision, OUTCOME_STORED);
     ck_assert_int_eq(job.gzip, 1);
     ck_assert_uint_eq(job.flags, 8);
     store_job_fini(&job);
@@ -171,7 +174,7 @@ START_TEST(test_prepare_no_gzip)
         site_from("{\"memcached\": {\"servers\": [\"127.0.0.1:1\"]}, " ROUTES "}");
     struct store_job job;
     prepare(site, "/page", 1, &job);
-    ck_assert_int_eq(job.decision, STATS_STORED);
+    ck_assert_int_eq(job.decision, OUTCOME_STORED);
     ck_assert_int_eq(job.gzip, 0);
     ck_assert_uint_eq(job.flags, 0);
     store_job_fini(&job);
@@ -184,15 +187,48 @@ START_TEST(test_execute_skips)
 {
     struct store_job job;
     store_job_init(&job);
-    job.decision = STATS_SKIP_STATUS;
+    job.decision = OUTCOME_SKIP_STATUS;
     job.gzip = 1;
     struct buf gz = BUF_INIT;
     uint64_t usec = 1;
-    ck_assert_int_eq(store_execute(NULL, &job, "x", 1, &gz, &usec), STATS_SKIP_STATUS);
+    ck_assert_int_eq(store_execute(NULL, &job, "x", 1, &gz, &usec), OUTCOME_SKIP_STATUS);
     ck_assert_uint_eq(gz.len, 0);
     ck_assert_uint_eq(usec, 0);
     store_job_fini(&job);
     buf_fini(&gz);
+}
+END_TEST
+
+/* The counters keep their names and their listing order (the status
+ * output and the metrics show them so), and an outcome's counter carries
+ * the outcome's name. */
+START_TEST(test_outcome_counters)
+{
+    static const char *const listed[] = {
+        "requests",         "stored",          "skip_method",       "skip_status",
+        "skip_cookie",      "skip_cache_control", "skip_size",      "skip_key_empty",
+        "skip_key_too_long", "skip_rule",      "skip_node_trouble", "skip_handler",
+        "skip_lock_lost",   "fail_connection", "fail_timeout",      "fail_server",
+        "fail_too_large",   "key_drift",       "backend_mismatch",  "node_drift",
+        "bad_request",      "purged",          "skip_gzip",         "lock_served",
+        "skip_target",      "render_too_large", "data_too_large",   "params_timeout",
+    };
+    ck_assert_uint_eq(sizeof listed / sizeof *listed, STATS_N);
+    int seen[STATS_N] = {0};
+    for (size_t i = 0; i < STATS_N; i++) {
+        enum stats_counter c = stats_counter_listed(i);
+        ck_assert_int_lt(c, STATS_N);
+        ck_assert_int_eq(seen[c]++, 0);
+        ck_assert_str_eq(stats_counter_name(c), listed[i]);
+    }
+    for (int o = 0; o < OUTCOME_N; o++)
+        ck_assert_str_eq(stats_counter_name(stats_outcome_counter((enum store_outcome)o)),
+                         store_outcome_name((enum store_outcome)o));
+    ck_assert_str_eq(store_outcome_name(OUTCOME_N), "?");
+    ck_assert(store_outcome_failed(OUTCOME_FAIL_CONNECTION));
+    ck_assert(store_outcome_failed(OUTCOME_FAIL_TOO_LARGE));
+    ck_assert(!store_outcome_failed(OUTCOME_SKIP_LOCK_LOST));
+    ck_assert(!store_outcome_failed(OUTCOME_SKIP_GZIP));
 }
 END_TEST
 
@@ -210,6 +246,9 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_prepare_gzip_flag);
     tcase_add_test(tc, test_prepare_no_gzip);
     tcase_add_test(tc, test_execute_skips);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("outcome");
+    tcase_add_test(tc, test_outcome_counters);
     suite_add_tcase(s, tc);
     return s;
 }

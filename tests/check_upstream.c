@@ -12,7 +12,7 @@
 #include "config.h"
 
 #include "memfill/handler.h"
-#include "memfill/stats.h"
+#include "memfill/outcome.h"
 #include "memfill/util.h"
 #include "testutil.h"
 
@@ -274,7 +274,7 @@ static void assert_storable(const struct response *resp, long ttl)
     ck_assert_int_eq(resp->ttl, ttl);
 }
 
-static void assert_refused(const struct response *resp, enum stats_counter reason)
+static void assert_refused(const struct response *resp, enum store_outcome reason)
 {
     ck_assert_msg(resp->no_store, "storable (ttl %ld), status %d", resp->ttl, resp->status);
     ck_assert_int_eq(resp->no_store_reason, reason);
@@ -609,7 +609,7 @@ START_TEST(test_upstream_post_body)
     assert_echo_header(root, "Range", "bytes=0-1");
     json_decref(root);
     /* a POST is never stored: the relay says so whatever the policy says */
-    assert_refused(&fx.resp, STATS_SKIP_METHOD);
+    assert_refused(&fx.resp, OUTCOME_SKIP_METHOD);
     fx_fini(&fx);
 }
 END_TEST
@@ -713,19 +713,19 @@ START_TEST(test_upstream_target_canonical)
     fx_next(&fx);
     fx_get(&fx, "/plain%3Fx");
     ck_assert_int_eq(fx.resp.status, 404);
-    assert_refused(&fx.resp, STATS_SKIP_TARGET);
+    assert_refused(&fx.resp, OUTCOME_SKIP_TARGET);
     fx_next(&fx);
     fx_get(&fx, "/echo/x%3fy?cc=max-age%3D60");
     json_t *root = echo_parse(&fx.resp);
     ck_assert_str_eq(json_string_value(json_object_get(root, "target")),
                      "/echo/x%3Fy?cc=max-age%3D60");
     json_decref(root);
-    assert_refused(&fx.resp, STATS_SKIP_TARGET);
+    assert_refused(&fx.resp, OUTCOME_SKIP_TARGET);
     /* a target that is not a path cannot be relayed */
     fx_next(&fx);
     fx_get(&fx, "*");
     ck_assert_int_eq(fx.resp.status, 400);
-    assert_refused(&fx.resp, STATS_SKIP_HANDLER);
+    assert_refused(&fx.resp, OUTCOME_SKIP_HANDLER);
     fx_next(&fx);
     fx_get(&fx, "");
     ck_assert_int_eq(fx.resp.status, 400);
@@ -740,16 +740,16 @@ START_TEST(test_upstream_status_relayed)
     fx_get(&fx, "/status/404");
     ck_assert_int_eq(fx.resp.status, 404);
     ck_assert_str_eq(fx.resp.body.data, "status 404\n");
-    assert_refused(&fx.resp, STATS_SKIP_STATUS);
+    assert_refused(&fx.resp, OUTCOME_SKIP_STATUS);
     fx_next(&fx);
     fx_get(&fx, "/status/301");
     ck_assert_int_eq(fx.resp.status, 301);
     assert_header(&fx.resp, "Location", "/plain");
-    assert_refused(&fx.resp, STATS_SKIP_STATUS);
+    assert_refused(&fx.resp, OUTCOME_SKIP_STATUS);
     fx_next(&fx);
     fx_get(&fx, "/status/503");
     ck_assert_int_eq(fx.resp.status, 503);
-    assert_refused(&fx.resp, STATS_SKIP_STATUS);
+    assert_refused(&fx.resp, OUTCOME_SKIP_STATUS);
     fx_next(&fx);
     fx_get(&fx, "/status/204");
     ck_assert_int_eq(fx.resp.status, 204);
@@ -816,7 +816,7 @@ START_TEST(test_upstream_unsafe_headers_dropped)
     fx_next(&fx);
     fx_get(&fx, "/nul");
     ck_assert_int_eq(fx.resp.status, 502);
-    assert_refused(&fx.resp, STATS_SKIP_HANDLER);
+    assert_refused(&fx.resp, OUTCOME_SKIP_HANDLER);
     fx_fini(&fx);
 }
 END_TEST
@@ -844,7 +844,7 @@ START_TEST(test_upstream_content_encoding)
     assert_header(&fx.resp, "Content-Encoding", "gzip");
     ck_assert_uint_gt(fx.resp.body.len, 10);
     ck_assert_int_eq((unsigned char)fx.resp.body.data[0], 0x1f);
-    assert_refused(&fx.resp, STATS_SKIP_HANDLER);
+    assert_refused(&fx.resp, OUTCOME_SKIP_HANDLER);
     fx_fini(&fx);
 }
 END_TEST
@@ -897,33 +897,33 @@ struct policy_row {
     int status;
     int storable;
     long ttl;   /* when storable; -2 = about 75 s (absolute X-Accel-Expires) */
-    int reason; /* when not */
+    enum store_outcome reason; /* when not */
 };
 
 static const struct policy_row policy_rows[] = {
     {"/plain", 200, 1, 120, 0},
     {"/default", 200, 1, 77, 0},
-    {"/private", 200, 0, 0, STATS_SKIP_CACHE_CONTROL},
-    {"/nostore", 200, 0, 0, STATS_SKIP_CACHE_CONTROL},
-    {"/nocache", 200, 0, 0, STATS_SKIP_CACHE_CONTROL},
-    {"/maxage0", 200, 0, 0, STATS_SKIP_CACHE_CONTROL},
+    {"/private", 200, 0, 0, OUTCOME_SKIP_CACHE_CONTROL},
+    {"/nostore", 200, 0, 0, OUTCOME_SKIP_CACHE_CONTROL},
+    {"/nocache", 200, 0, 0, OUTCOME_SKIP_CACHE_CONTROL},
+    {"/maxage0", 200, 0, 0, OUTCOME_SKIP_CACHE_CONTROL},
     {"/smaxage", 200, 1, 30, 0},
-    {"/smaxage0", 200, 0, 0, STATS_SKIP_CACHE_CONTROL},
+    {"/smaxage0", 200, 0, 0, OUTCOME_SKIP_CACHE_CONTROL},
     {"/age", 200, 1, 60, 0},
     {"/accel", 200, 1, 42, 0},
-    {"/accel0", 200, 0, 0, STATS_SKIP_CACHE_CONTROL},
+    {"/accel0", 200, 0, 0, OUTCOME_SKIP_CACHE_CONTROL},
     {"/accel-abs", 200, 1, -2, 0},
     {"/accel-private", 200, 1, 60, 0},
     {"/expires", 200, 1, 90, 0},
-    {"/expires-past", 200, 0, 0, STATS_SKIP_CACHE_CONTROL},
-    {"/expires-bad", 200, 0, 0, STATS_SKIP_CACHE_CONTROL},
-    {"/cookie", 200, 0, 0, STATS_SKIP_COOKIE},
+    {"/expires-past", 200, 0, 0, OUTCOME_SKIP_CACHE_CONTROL},
+    {"/expires-bad", 200, 0, 0, OUTCOME_SKIP_CACHE_CONTROL},
+    {"/cookie", 200, 0, 0, OUTCOME_SKIP_COOKIE},
     {"/vary-ae", 200, 1, 120, 0},
-    {"/vary-cookie", 200, 0, 0, STATS_SKIP_CACHE_CONTROL},
-    {"/status/404", 404, 0, 0, STATS_SKIP_STATUS},
-    {"/status/301", 301, 0, 0, STATS_SKIP_STATUS},
-    {"/status/500", 500, 0, 0, STATS_SKIP_STATUS},
-    {"/nowhere", 404, 0, 0, STATS_SKIP_STATUS},
+    {"/vary-cookie", 200, 0, 0, OUTCOME_SKIP_CACHE_CONTROL},
+    {"/status/404", 404, 0, 0, OUTCOME_SKIP_STATUS},
+    {"/status/301", 301, 0, 0, OUTCOME_SKIP_STATUS},
+    {"/status/500", 500, 0, 0, OUTCOME_SKIP_STATUS},
+    {"/nowhere", 404, 0, 0, OUTCOME_SKIP_STATUS},
 };
 
 START_TEST(test_upstream_policy_row)
@@ -985,7 +985,7 @@ START_TEST(test_upstream_policy_limits)
     assert_storable(&fx.resp, 100);
     fx_next(&fx);
     fx_get(&fx, "/private");
-    assert_refused(&fx.resp, STATS_SKIP_CACHE_CONTROL);
+    assert_refused(&fx.resp, OUTCOME_SKIP_CACHE_CONTROL);
     fx_fini(&fx);
     free(r.origin);
 }
@@ -999,7 +999,7 @@ static void assert_error_page(const struct response *resp, int status, const cha
     ck_assert_msg(strstr(resp->body.data, text) != NULL, "body: %s", resp->body.data);
     ck_assert_str_eq(resp->content_type.data, "text/html; charset=utf-8");
     ck_assert_uint_eq(resp->headers.len, 0);
-    assert_refused(resp, STATS_SKIP_HANDLER);
+    assert_refused(resp, OUTCOME_SKIP_HANDLER);
 }
 
 START_TEST(test_upstream_origin_down)
@@ -1043,7 +1043,7 @@ START_TEST(test_upstream_broken_origin)
     fx_next(&fx);
     fx_get(&fx, "/reset");
     ck_assert_int_eq(fx.resp.status, 502);
-    assert_refused(&fx.resp, STATS_SKIP_HANDLER);
+    assert_refused(&fx.resp, OUTCOME_SKIP_HANDLER);
     /* and back to normal */
     fx_next(&fx);
     fx_get(&fx, "/plain");

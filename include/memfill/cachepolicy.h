@@ -2,23 +2,23 @@
  *
  * Pure functions over a status, the response headers and the current time:
  * no I/O, no logging, no clock reads. The rules, in the order they are
- * tried (the first refusal names the stats counter):
+ * tried (the first refusal names the outcome, outcome.h):
  *
- *   1. the status must be 200                          (STATS_SKIP_STATUS)
- *   2. no Set-Cookie                                   (STATS_SKIP_COOKIE)
- *   3. Vary absent, or naming only Accept-Encoding     (STATS_SKIP_CACHE_CONTROL)
+ *   1. the status must be 200                          (OUTCOME_SKIP_STATUS)
+ *   2. no Set-Cookie                                   (OUTCOME_SKIP_COOKIE)
+ *   3. Vary absent, or naming only Accept-Encoding     (OUTCOME_SKIP_CACHE_CONTROL)
  *   4. X-Accel-Expires: "0" refuses; a positive value
  *      ("N" seconds or "@T" absolute Unix time) sets
  *      the TTL and, as in nginx's proxy cache, overrides
- *      Cache-Control and Expires                       (STATS_SKIP_CACHE_CONTROL)
+ *      Cache-Control and Expires                       (OUTCOME_SKIP_CACHE_CONTROL)
  *   5. Cache-Control without no-store, private, no-cache,
  *      s-maxage=0, or max-age=0 (max-age is ignored when
- *      s-maxage is present: a shared cache obeys s-maxage) (STATS_SKIP_CACHE_CONTROL)
+ *      s-maxage is present: a shared cache obeys s-maxage) (OUTCOME_SKIP_CACHE_CONTROL)
  *   6. TTL from s-maxage, else max-age, less Age; a
  *      stale response (Age past it) or an invalid value
- *      refuses                                         (STATS_SKIP_CACHE_CONTROL)
+ *      refuses                                         (OUTCOME_SKIP_CACHE_CONTROL)
  *   7. else from Expires minus Date (or minus now); an
- *      invalid or past Expires refuses                 (STATS_SKIP_CACHE_CONTROL)
+ *      invalid or past Expires refuses                 (OUTCOME_SKIP_CACHE_CONTROL)
  *   8. else the route's default TTL.
  *
  * The TTL is then raised to min_ttl and lowered to max_ttl (0 = no cap; a
@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "memfill/stats.h"
+#include "memfill/outcome.h"
 
 /* One response header; both strings borrowed, not NUL-terminated. */
 struct cachepolicy_header {
@@ -52,7 +52,7 @@ struct cachepolicy_limits {
 struct cachepolicy_result {
     int storable;
     long ttl;                  /* seconds, when storable */
-    enum stats_counter reason; /* why not, when not storable */
+    enum store_outcome reason; /* why not, when not storable */
 };
 
 /* Decides for a response with status and n headers, received at now (Unix

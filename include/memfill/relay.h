@@ -39,13 +39,16 @@ struct relay_request {
     int send_body;       /* send the request body (never for GET and HEAD) */
     int passthrough;     /* the store was ruled out: client headers went through */
     int no_store;        /* the answer must not be stored ... */
-    int no_store_reason; /* ... for this STATS_SKIP_* reason */
+    enum store_outcome no_store_reason; /* ... for this reason */
 };
 
 void relay_request_init(struct relay_request *rr);
 void relay_request_fini(struct relay_request *rr);
 
-/* Builds the origin request for req into rr. Returns 0, or -1 when req
+/* Builds the origin request for req into rr; whether MEMC_KEY matches
+ * cache.key (rules->key) is read from req (request_key() must have run
+ * with the same pattern, or a request with MEMC_KEY is never stored).
+ * Returns 0, or -1 when req
  * has no path that can be relayed (rr is then empty). Never fails
  * otherwise; bytes no URL may hold are percent-encoded, header values
  * holding CR or LF are left out. */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "memfill/buf.h"
+#include "memfill/outcome.h"
 
 struct request {
     char **envp;              /* "NAME=value" strings, NULL-terminated (borrowed) */
@@ -21,11 +22,25 @@ struct request {
     const char *query;        /* QUERY_STRING, or the part after '?' */
     struct buf path;          /* $uri: DOCUMENT_URI, or REQUEST_URI decoded/normalised */
     int path_ok;              /* 0 when the target could not be normalised (400) */
+    const char *key_uri;      /* $uri as a key reads it (request_param_cb's DOCUMENT_URI):
+                                 DOCUMENT_URI when nginx passed it, else REQUEST_URI
+                                 normalised (args included), "" when that fails or
+                                 there is none; never NULL */
     const char *memc_key;     /* MEMC_KEY param, NULL when nginx did not pass it */
     const char *memc_backend; /* MEMC_BACKEND, NULL when absent */
     const char *memc_status;  /* MEMC_STATUS ($upstream_status), NULL when absent */
+    /* The key, evaluated once per request by request_key(): */
+    struct buf own_key;       /* cache.key evaluated here */
+    const char *key;          /* the raw key nginx hashes: MEMC_KEY when nginx passed it,
+                                 else own_key ("" before request_key) */
+    size_t key_len;
+    int key_drift;            /* MEMC_KEY came and differs from own_key */
+    int key_ready;            /* request_key() has run */
     const char *body;         /* request body, body_len bytes (not NUL-terminated) */
     size_t body_len;
+    int warm;                 /* MEMFILL_WARM=1: a warm-up (memfillctl warm, never
+                                 nginx), which stores before answering and says how
+                                 it went in X-Memfill-Store */
     /* Set by the worker before the handler runs: 1 when a rule known from
      * the request alone (method, route, skip rules, session cookie,
      * Authorization) already rules the store out. The relay then passes
@@ -34,13 +49,21 @@ struct request {
     int store_ruled_out;
 };
 
-/* Fills r from envp (borrowed). Returns 0. r->path is owned by r: call
- * request_fini() when done. */
+/* Fills r from envp (borrowed). Returns 0. r->path and r->own_key are
+ * owned by r: call request_fini() when done. */
 void request_init(struct request *r, char **envp);
 void request_fini(struct request *r);
+struct key_pattern;
+/* Evaluates cache.key (p) for r, once per request, and fills r->own_key,
+ * r->key, r->key_len, r->key_drift and r->key_ready. Every later reader
+ * of the key (the store location, the relay, PURGE, the drift note) uses
+ * these instead of evaluating it again. */
+void request_key(struct request *r, const struct key_pattern *p);
 /* Returns the value of param name (borrowed), or NULL. */
 const char *request_param(const struct request *r, const char *name);
-/* Same, as a key_param_fn (ctx is the struct request). */
+/* Same, as a key_param_fn (ctx is the struct request), except that
+ * DOCUMENT_URI is r->key_uri: $uri as request_init worked it out, so a
+ * key never normalises the target again. */
 const char *request_param_cb(void *ctx, const char *name);
 /* Every instance of param name (nginx passes each header line as its own
  * param, so a header sent twice gives two HTTP_* params), appended to out
@@ -50,7 +73,6 @@ size_t request_param_all(const struct request *r, const char *name, const char *
                          struct buf *out);
 /* Same, as a key_param_all_fn (ctx is the struct request). */
 size_t request_param_all_cb(void *ctx, const char *name, const char *sep, struct buf *out);
-struct key_pattern;
 /* Evaluates key pattern p for r, every instance of a repeated header read
  * as nginx 1.22 reads it (key_pattern_eval_all), and appends the raw key
  * to out. */
@@ -72,7 +94,9 @@ struct response {
     struct buf body;
     /* What the handler learned that decides the store. */
     int no_store;             /* the handler forbids storing (reason below) */
-    int no_store_reason;      /* a store_reason value when no_store */
+    enum store_outcome no_store_reason; /* an OUTCOME_SKIP_* reason when no_store;
+                                           OUTCOME_STORED (0) = none given, counted
+                                           as skip_handler */
     long ttl;                 /* seconds from the handler/origin; -1 = route default */
     struct buf tags;          /* space-separated tags for the tag index */
     int event;                /* a stats counter the worker adds one to (a limit the

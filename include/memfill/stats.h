@@ -11,46 +11,34 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "memfill/outcome.h"
+
 #define STATS_MAX_NODES 64
 #define STATS_URI_MAX 128
 
-/* Counters. The STATS_SKIP_* ones are the reasons a page was not stored;
- * the STATS_FAIL_* ones are stores that were tried and failed. */
+/* Counters. The first OUTCOME_N are the store outcomes (outcome.h), each
+ * at its enum store_outcome value (stats_outcome_counter); the others
+ * count requests and events. Status and metrics list them in the order
+ * they were added in (stats_counter_listed), not in this order. */
 enum stats_counter {
-    STATS_REQUESTS = 0,
-    STATS_STORED,
-    STATS_SKIP_METHOD,       /* not GET/HEAD */
-    STATS_SKIP_STATUS,       /* not 200 */
-    STATS_SKIP_COOKIE,       /* response sets a cookie, or a session cookie came in */
-    STATS_SKIP_CACHE_CONTROL,/* private / no-store / no-cache / max-age=0 / Vary */
-    STATS_SKIP_SIZE,         /* larger than the item limit */
-    STATS_SKIP_KEY_EMPTY,    /* empty key: nginx never reads it */
-    STATS_SKIP_KEY_TOO_LONG, /* over 250 bytes once escaped */
-    STATS_SKIP_RULE,         /* route cache off, skip_uri, Authorization */
-    STATS_SKIP_NODE_TROUBLE, /* MEMC_STATUS says nginx's node failed (502/504) */
-    STATS_SKIP_HANDLER,      /* the handler said no (missing data, error page) */
-    STATS_SKIP_LOCK_LOST,    /* another worker holds the stampede lock */
-    STATS_FAIL_CONNECTION,
-    STATS_FAIL_TIMEOUT,
-    STATS_FAIL_SERVER,       /* SERVER_ERROR, NOT_STORED, other replies */
-    STATS_FAIL_TOO_LARGE,    /* the server refused the size */
+    STATS_REQUESTS = OUTCOME_N,
     STATS_KEY_DRIFT,         /* MEMC_KEY differs from cache.key evaluated here */
     STATS_BACKEND_MISMATCH,  /* MEMC_BACKEND names no configured node */
     STATS_NODE_DRIFT,        /* nginx's node differs from the computed one */
     STATS_BAD_REQUEST,       /* refused: body or params too large, bad target */
     STATS_PURGED,
-    STATS_SKIP_GZIP,         /* cache.gzip_flag set but compressing failed */
-    STATS_LOCK_SERVED,       /* served the page another worker stored while this one
-                                waited on the stampede lock (not stored again) */
-    STATS_SKIP_TARGET,       /* relay: the key does not pin down what was relayed (a
-                                decoded '?' in the path, a key without the path,
-                                MEMC_KEY differing from cache.key) */
     STATS_RENDER_TOO_LARGE,  /* a template's output passed template.max_output (500) */
     STATS_DATA_TOO_LARGE,    /* a data file or data_url document over template.max_data */
     STATS_PARAMS_TIMEOUT,    /* a FastCGI connection closed: no complete request within
                                 params_timeout_ms */
     STATS_N
 };
+
+/* The counter of a store outcome. */
+static inline enum stats_counter stats_outcome_counter(enum store_outcome o)
+{
+    return (enum stats_counter)o;
+}
 
 enum stats_state {
     STATS_STATE_EMPTY = 0,
@@ -106,7 +94,12 @@ struct stats_master *stats_master(struct stats *st);
 void stats_retire_slot(struct stats *st, size_t i);
 /* Sum of counter c over all slots plus the retired totals. */
 uint64_t stats_total(struct stats *st, enum stats_counter c);
+/* The counter's name (an outcome's is store_outcome_name's), or "?". */
 const char *stats_counter_name(enum stats_counter c);
+/* The i-th counter (i < STATS_N) in the order status and metrics list
+ * them: the order the counters were added in, kept so their output does
+ * not change. */
+enum stats_counter stats_counter_listed(size_t i);
 const char *stats_state_name(int state);
 
 #endif

@@ -25,11 +25,6 @@
 #include "memfill/key.h"
 #include "memfill/stats.h"
 
-/* Returns 1 when req is a warm-up request (param MEMFILL_WARM=1): memfill
- * then stores before answering and adds "X-Memfill-Store: <counter>". */
-struct request;
-int warm_requested(const struct request *req);
-
 /* A growable list of strings; every item is owned by the list. */
 struct warm_list {
     char **items;

@@ -76,11 +76,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int ok = cachepolicy_decide(status, h, n, now, lim, &r);
     FUZZ_CHECK(ok == r.storable);
     if (!ok) {
-        FUZZ_CHECK(r.reason == STATS_SKIP_STATUS || r.reason == STATS_SKIP_COOKIE ||
-                   r.reason == STATS_SKIP_CACHE_CONTROL);
+        FUZZ_CHECK(r.reason == OUTCOME_SKIP_STATUS || r.reason == OUTCOME_SKIP_COOKIE ||
+                   r.reason == OUTCOME_SKIP_CACHE_CONTROL);
     } else {
         FUZZ_CHECK(status == 200 && !cookie);
-        FUZZ_CHECK(r.reason == STATS_STORED);
+        FUZZ_CHECK(r.reason == OUTCOME_STORED);
         FUZZ_CHECK(r.ttl >= 0 && r.ttl < 2147483648L);
         FUZZ_CHECK(r.ttl >= (long)lim->min_ttl);
         if (lim->max_ttl && lim->max_ttl >= lim->min_ttl)

@@ -170,6 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const struct config *cfg = site->cfg;
     struct request req;
     request_init(&req, envp);
+    request_key(&req, site->key);
     FUZZ_CHECK(req.method != NULL && req.request_uri != NULL && req.query != NULL);
     FUZZ_CHECK(req.path.data != NULL);
     struct response resp;
@@ -196,24 +197,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct store_job job;
     store_job_init(&job);
+    store_locate(site, &req, route, &job.loc);
     store_prepare(site, &req, route, &resp, &job);
     int count = (int)nodesel_count(site->nodes);
-    FUZZ_CHECK(job.node >= -1 && job.node < count);
+    FUZZ_CHECK(job.loc.node >= -1 && job.loc.node < count);
     struct buf esc = BUF_INIT;
-    key_escape(job.raw_key.data ? job.raw_key.data : "", job.raw_key.len, &esc);
-    FUZZ_CHECK(esc.len == job.esc_key.len &&
-               (esc.len == 0 || memcmp(esc.data, job.esc_key.data, esc.len) == 0));
+    key_escape(req.key, req.key_len, &esc);
+    FUZZ_CHECK(esc.len == job.loc.esc_key.len &&
+               (esc.len == 0 || memcmp(esc.data, job.loc.esc_key.data, esc.len) == 0));
     buf_fini(&esc);
-    int computed = nodesel_pick(site->nodes, job.raw_key.data, job.raw_key.len);
-    if (job.backend_mismatch || !req.memc_backend || !*req.memc_backend)
-        FUZZ_CHECK(job.node == computed);
+    int computed = nodesel_pick(site->nodes, req.key, req.key_len);
+    FUZZ_CHECK(job.loc.computed_node == computed);
+    if (job.loc.backend_mismatch || !req.memc_backend || !*req.memc_backend)
+        FUZZ_CHECK(job.loc.node == computed);
     if (req.memc_key)
-        FUZZ_CHECK(job.raw_key.len == strlen(req.memc_key) &&
-                   memcmp(job.raw_key.data ? job.raw_key.data : "", req.memc_key,
-                          job.raw_key.len) == 0);
-    if (job.decision == STATS_STORED) {
-        FUZZ_CHECK(job.node >= 0 && job.node < count);
-        FUZZ_CHECK(job.raw_key.len > 0 && job.esc_key.len <= KEY_MAX_ESCAPED);
+        FUZZ_CHECK(req.key_len == strlen(req.memc_key) &&
+                   memcmp(req.key, req.memc_key, req.key_len) == 0);
+    if (job.decision == OUTCOME_STORED) {
+        FUZZ_CHECK(job.loc.node >= 0 && job.loc.node < count);
+        FUZZ_CHECK(req.key_len > 0 && job.loc.esc_key.len <= KEY_MAX_ESCAPED);
         FUZZ_CHECK(resp.status == 200 && !resp.no_store);
         FUZZ_CHECK(req.method_bit & (CONFIG_METHOD_GET | CONFIG_METHOD_HEAD));
         FUZZ_CHECK(route < cfg->nroutes);
@@ -223,7 +225,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     log_escape(&logline, req.request_uri, strlen(req.request_uri), 512);
     for (size_t i = 0; i < logline.len; i++)
         FUZZ_CHECK((unsigned char)logline.data[i] >= 0x20 && (unsigned char)logline.data[i] < 0x7f);
-    if (job.backend_mismatch)
+    if (job.loc.backend_mismatch)
         log_warn("MEMC_BACKEND \"%s\" names no configured memcached node", logline.data);
     buf_fini(&logline);
 

@@ -140,6 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct relay_rules rules = {origin, origin_host, kp};
     struct request req;
     request_init(&req, (char **)params);
+    request_key(&req, kp);
     req.store_ruled_out = ruled_out;
     struct relay_request a, again, noisy;
     relay_request_init(&a);
@@ -160,6 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             params[n + sizeof noise / sizeof *noise] = NULL;
             struct request req2;
             request_init(&req2, (char **)params);
+            request_key(&req2, kp);
             request_eval_key(kp, &req2, &key2);
             FUZZ_CHECK(relay_build(&rules, &req2, &noisy) == 0);
             if (same(&key, &key2) && !noisy.no_store)
