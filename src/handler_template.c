@@ -29,7 +29,6 @@
 #include "memfill/datacache.h"
 #include "memfill/handler.h"
 #include "memfill/log.h"
-#include "memfill/stats.h"
 #include "memfill/template.h"
 #include "memfill/upstream.h"
 #include "memfill/util.h"
@@ -43,9 +42,9 @@
 #include <unistd.h>
 
 /* Limit errors (a page or a data document above its cap) are logged at
- * most once per LIMIT_LOG_INTERVAL_MS per route and worker, with how many
- * were left out, as the worker does for its drift notes: such a page is
- * never stored, so every request for it reaches memfill again. */
+ * most once per 10 s per route and worker, with how many were left out
+ * (log_limit): such a page is never stored, so every request for it
+ * reaches memfill again. */
 #define LIMIT_LOG_INTERVAL_MS 10000
 
 struct template_state {
@@ -62,8 +61,7 @@ struct template_state {
     struct upstream_client *client; /* NULL until the first data_url fetch */
     struct upstream_resp ures;      /* reused from request to request */
     struct buf text;                /* a data file's text, reused */
-    uint64_t limit_log_ms;          /* rate limit of limit errors */
-    unsigned limit_suppressed;
+    struct log_limit limit_log;     /* rate limit of limit errors */
 };
 
 /* Parsed data files are kept per worker and reused while the file is
@@ -82,37 +80,22 @@ static struct datacache *worker_data_cache(const struct template_state *s)
     return data_cache;
 }
 
-/* Returns 1 when a limit error may be logged now; else counts it. */
-static int limit_log_allowed(struct template_state *s)
-{
-    uint64_t now = util_now_ms();
-    if (s->limit_log_ms && now - s->limit_log_ms < LIMIT_LOG_INTERVAL_MS) {
-        s->limit_suppressed++;
-        return 0;
-    }
-    s->limit_log_ms = now;
-    return 1;
-}
-
 /* Answers 500 (or status) for a limit the request ran into: the message
  * in line is logged (rate-limited) with the request's path, the event
  * counted and the page never stored. */
 static void limit_hit(struct template_state *s, const struct request *req, struct response *resp,
-                      int status, int event, const char *page, const char *line)
+                      int status, enum response_limit limit, const char *page,
+                      const char *line)
 {
-    if (limit_log_allowed(s)) {
+    if (log_limit_allow(&s->limit_log)) {
         struct buf esc = BUF_INIT;
         log_escape(&esc, req->path.data, req->path.len, 200);
-        if (s->limit_suppressed)
-            log_error("routes[%zu] %s: %s (%u more like this in the last %d s)", s->route,
-                      esc.data, line, s->limit_suppressed, LIMIT_LOG_INTERVAL_MS / 1000);
-        else
-            log_error("routes[%zu] %s: %s", s->route, esc.data, line);
-        s->limit_suppressed = 0;
+        log_limit_write(&s->limit_log, LOG_ERROR, "routes[%zu] %s: %s", s->route, esc.data,
+                        line);
         buf_fini(&esc);
     }
     response_error(resp, status, page);
-    resp->event = event;
+    resp->limit = limit;
 }
 
 static char *folder_of(const char *path)
@@ -126,6 +109,7 @@ static int template_create(const struct config *cfg, size_t route_index, void **
 {
     const struct config_route *r = &cfg->routes[route_index];
     struct template_state *s = xcalloc(1, sizeof *s);
+    s->limit_log = (struct log_limit)LOG_LIMIT_INIT(LIMIT_LOG_INTERVAL_MS);
     char *dir = r->partials ? xstrdup(r->partials) : folder_of(r->template_path);
     s->set = template_set_new(dir);
     free(dir);
@@ -208,7 +192,7 @@ static json_t *fetch_data(struct template_state *s, const struct request *req,
         snprintf(line, sizeof line,
                  "data_url %s: the document is larger than template.max_data (%zu bytes)",
                  esc.data, s->max_data);
-        limit_hit(s, req, resp, 502, STATS_DATA_TOO_LARGE,
+        limit_hit(s, req, resp, 502, RESPONSE_LIMIT_DATA,
                   "The page data is too large; the error is logged.", line);
         goto out;
     }
@@ -281,7 +265,7 @@ static void data_too_large(struct template_state *s, const struct request *req,
     else
         snprintf(line, sizeof line, "data %s grew past template.max_data (%zu bytes) while read",
                  esc_path->data, s->max_data);
-    limit_hit(s, req, resp, 500, STATS_DATA_TOO_LARGE,
+    limit_hit(s, req, resp, 500, RESPONSE_LIMIT_DATA,
               "The page data is too large; the error is logged.", line);
 }
 
@@ -360,7 +344,7 @@ static void template_handle(void *state, const struct request *req, const struct
         char msg[ERR_TEXT_MAX + ERR_SOURCE_MAX + 32], line[ERR_TEXT_MAX + ERR_SOURCE_MAX + 96];
         snprintf(line, sizeof line, "render stopped at template.max_output: %s",
                  err_format(&e, msg, sizeof msg));
-        limit_hit(s, req, resp, 500, STATS_RENDER_TOO_LARGE,
+        limit_hit(s, req, resp, 500, RESPONSE_LIMIT_RENDER,
                   "The page is too large to be rendered; the error is logged.", line);
     } else if (rc < 0) {
         log_error("render failed: %s", e.text);

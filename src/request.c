@@ -185,7 +185,7 @@ void response_reset(struct response *resp, size_t keep)
     resp->no_store = 0;
     resp->no_store_reason = OUTCOME_STORED;
     resp->ttl = -1;
-    resp->event = 0;
+    resp->limit = RESPONSE_LIMIT_NONE;
 }
 
 int response_add_header(struct response *resp, const char *name, const char *value,

@@ -386,8 +386,10 @@ static void serve_one(struct worker *w, char **envp)
     store_locate(w->site, &w->req, route, &w->job.loc);
     if (route != (size_t)-1)
         produce(w, route);
-    if (w->resp.event > 0 && w->resp.event < STATS_N)
-        count(w, (enum stats_counter)w->resp.event);
+    if (w->resp.limit == RESPONSE_LIMIT_RENDER)
+        count(w, STATS_RENDER_TOO_LARGE);
+    else if (w->resp.limit == RESPONSE_LIMIT_DATA)
+        count(w, STATS_DATA_TOO_LARGE);
     store_prepare(w->site, &w->req, route, &w->resp, &w->job);
     stampede_settle(&w->stampede, &w->job);
     /* A warm-up (memfillctl warm; nginx never sends MEMFILL_WARM) stores

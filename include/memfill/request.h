@@ -85,6 +85,14 @@ const char *request_header_separator(const char *name);
  * of a header, joined as nginx 1.23+ joins them. */
 size_t request_header_joined(const struct request *r, const char *name, struct buf *out);
 
+/* A limit a handler hit while producing the response (the worker counts
+ * it: render_too_large, data_too_large). */
+enum response_limit {
+    RESPONSE_LIMIT_NONE = 0,
+    RESPONSE_LIMIT_RENDER, /* template.max_output */
+    RESPONSE_LIMIT_DATA,   /* template.max_data */
+};
+
 /* The response a handler builds. Status 200 unless set; content_type
  * "text/html" unless set; headers holds extra "Name: value\r\n" lines. */
 struct response {
@@ -99,8 +107,7 @@ struct response {
                                            as skip_handler */
     long ttl;                 /* seconds from the handler/origin; -1 = route default */
     struct buf tags;          /* space-separated tags for the tag index */
-    int event;                /* a stats counter the worker adds one to (a limit the
-                                 handler hit, e.g. render_too_large); 0 = none */
+    enum response_limit limit; /* a limit the handler hit, counted by the worker */
 };
 
 void response_init(struct response *resp);
