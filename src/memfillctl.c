@@ -13,7 +13,8 @@
 
 #include "memfill/config.h"
 #include "memfill/discovery.h"
-#include "memfill/key.h"
+#include "memfill/keyesc.h"
+#include "memfill/keypattern.h"
 #include "memfill/log.h"
 #include "memfill/nginxconf.h"
 #include "memfill/purge.h"

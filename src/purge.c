@@ -12,7 +12,7 @@
 
 #include "memfill/purge.h"
 #include "memfill/buf.h"
-#include "memfill/key.h"
+#include "memfill/keyesc.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -12,6 +12,7 @@
 #include "memfill/fcgiclient.h"
 #include "memfill/log.h"
 #include "memfill/request.h"
+#include "memfill/urinorm.h"
 #include "memfill/util.h"
 
 #include <errno.h>

@@ -9,7 +9,7 @@
 #include "config.h"
 
 #include "memfill/fcgiclient.h"
-#include "memfill/key.h"
+#include "memfill/keypattern.h"
 #include "memfill/util.h"
 #include "memfill/warm.h"
 

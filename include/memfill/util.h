@@ -30,4 +30,7 @@ int util_ascii_caseeq(const char *a, const char *b, size_t n);
 /* Returns 1 when s (NUL-terminated) starts with prefix. */
 int util_starts_with(const char *s, const char *prefix);
 
+/* Value of the hex digit c (0-9, a-f, A-F), or -1 for any other byte. */
+int util_hex_digit(unsigned char c);
+
 #endif

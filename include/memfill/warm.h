@@ -22,7 +22,7 @@
 #include "memfill/buf.h"
 #include "memfill/config.h"
 #include "memfill/fcgiclient.h"
-#include "memfill/key.h"
+#include "memfill/keypattern.h"
 #include "memfill/stats.h"
 
 /* Returns 1 when req is a warm-up request (param MEMFILL_WARM=1): memfill

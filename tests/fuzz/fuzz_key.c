@@ -13,6 +13,9 @@
 #include "memfill/buf.h"
 #include "memfill/err.h"
 #include "memfill/key.h"
+#include "memfill/keyesc.h"
+#include "memfill/keypattern.h"
+#include "memfill/urinorm.h"
 
 #include "fuzzutil.h"
 
