@@ -14,7 +14,9 @@
 #include "memfill/buf.h"
 #include "memfill/cidr.h"
 #include "memfill/jsonpos.h"
-#include "memfill/listen.h"
+#include "memfill/listenspec.h"
+#include "memfill/log.h"
+#include "memfill/nodesel.h"
 #include "memfill/util.h"
 
 #include <errno.h>

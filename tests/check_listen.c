@@ -16,6 +16,7 @@
 
 #include "memfill/config.h"
 #include "memfill/listen.h"
+#include "memfill/listenspec.h"
 
 static char dir[] = "/tmp/memfill-check-listen-XXXXXX";
 

@@ -5,17 +5,12 @@
 
 #include <stddef.h>
 
-#include "memfill/config.h"
 #include "memfill/err.h"
+
+struct config;
 
 /* Returns 1 when fd is a listening socket. */
 int listen_fd_is_listening(int fd);
-
-/* Checks the syntax of a "listen" value: "host:port", "[v6]:port",
- * "*:port" (IPv4 any), ":port", or "unix:/absolute/path". Returns 0, or -1
- * with a one-line reason in msg (msglen bytes, NUL-terminated). Pure: no
- * name resolution, no socket. */
-int listen_check_spec(const char *spec, char *msg, size_t msglen);
 
 /* Returns the listening fd to serve, made non-blocking: fd 0 when it is a
  * listening socket (spawn-fcgi put it there; "listen" is then ignored),
