@@ -12,8 +12,8 @@
  *
  * The URL lists, sitemaps and URLs are parsed by warmlist.c (tested in
  * check_warmlist.c); the params, tally and options helpers are pure (no
- * I/O) and tested in check_fcgiclient.c; warm_run does the network work and writes progress and the summary to a
- * stream the caller gives. */
+ * I/O) and tested in check_fcgiclient.c; warm_run does the network work
+ * and writes progress and the summary to a stream the caller gives. */
 #ifndef MEMFILL_WARM_H
 #define MEMFILL_WARM_H
 
