@@ -13,34 +13,12 @@
 #include "memfill/err.h"
 #include "memfill/keypattern.h"
 #include "memfill/request.h"
+#include "testutil.h"
 
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A writable, NULL-terminated copy of list (libfcgi's envp is char **);
- * free with env_free(). */
-static char **env_new(const char *const *list)
-{
-    size_t n = 0;
-    while (list[n])
-        n++;
-    char **env = calloc(n + 1, sizeof *env);
-    ck_assert_ptr_nonnull(env);
-    for (size_t i = 0; i < n; i++) {
-        env[i] = strdup(list[i]);
-        ck_assert_ptr_nonnull(env[i]);
-    }
-    return env;
-}
-
-static void env_free(char **env)
-{
-    for (char **e = env; *e; e++)
-        free(*e);
-    free(env);
-}
 
 /* ---- request_init ---- */
 
@@ -54,7 +32,7 @@ START_TEST(test_init_reads_params)
                                     "MEMC_BACKEND=127.0.0.1:11211",
                                     "MEMC_STATUS=404",
                                     NULL};
-    char **env = env_new(env_list);
+    char **env = tu_env_new(env_list);
     struct request r;
     request_init(&r, env);
     ck_assert_str_eq(r.method, "GET");
@@ -71,7 +49,7 @@ START_TEST(test_init_reads_params)
     ck_assert_ptr_null(r.body);
     ck_assert_int_eq(r.store_ruled_out, 0);
     request_fini(&r);
-    env_free(env);
+    tu_env_free(env);
 }
 END_TEST
 
@@ -81,7 +59,7 @@ START_TEST(test_init_derives_what_nginx_did_not_pass)
      * normalised as nginx does, the args are what follows '?'. */
     const char *const env_list[] = {"REQUEST_METHOD=HEAD",
                                     "REQUEST_URI=/a//b/./%63/../d?q=%20&r", NULL};
-    char **env = env_new(env_list);
+    char **env = tu_env_new(env_list);
     struct request r;
     request_init(&r, env);
     ck_assert_uint_eq(r.method_bit, CONFIG_METHOD_HEAD);
@@ -92,7 +70,7 @@ START_TEST(test_init_derives_what_nginx_did_not_pass)
     ck_assert_ptr_null(r.memc_backend);
     ck_assert_ptr_null(r.memc_status);
     request_fini(&r);
-    env_free(env);
+    tu_env_free(env);
 }
 END_TEST
 
@@ -104,14 +82,14 @@ START_TEST(test_init_refused_targets)
                                           "REQUEST_URI=/a%00b", "REQUEST_URI=", "REQUEST_URI=?x"};
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
         const char *const env_list[] = {targets[i], NULL};
-        char **env = env_new(env_list);
+        char **env = tu_env_new(env_list);
         struct request r;
         request_init(&r, env);
         ck_assert_msg(r.path_ok == 0, "%s: path_ok", targets[i]);
         ck_assert_ptr_nonnull(r.path.data);
         ck_assert_msg(r.path.len == 0, "%s: path \"%s\"", targets[i], r.path.data);
         request_fini(&r);
-        env_free(env);
+        tu_env_free(env);
     }
 }
 END_TEST
@@ -121,7 +99,7 @@ START_TEST(test_init_empty_params)
     /* No params at all, and an empty DOCUMENT_URI (which falls back to
      * REQUEST_URI): never NULL where the header promises a string. */
     const char *const none_list[] = {NULL};
-    char **none = env_new(none_list);
+    char **none = tu_env_new(none_list);
     struct request r;
     request_init(&r, none);
     ck_assert_str_eq(r.method, "");
@@ -131,15 +109,15 @@ START_TEST(test_init_empty_params)
     ck_assert_int_eq(r.path_ok, 0);
     ck_assert_str_eq(r.path.data, "");
     request_fini(&r);
-    env_free(none);
+    tu_env_free(none);
 
     const char *const env_list[] = {"DOCUMENT_URI=", "REQUEST_URI=/x/./y", NULL};
-    char **env = env_new(env_list);
+    char **env = tu_env_new(env_list);
     request_init(&r, env);
     ck_assert_int_eq(r.path_ok, 1);
     ck_assert_str_eq(r.path.data, "/x/y");
     request_fini(&r);
-    env_free(env);
+    tu_env_free(env);
 }
 END_TEST
 
@@ -161,7 +139,7 @@ START_TEST(test_method_bits)
         char param[64];
         snprintf(param, sizeof param, "REQUEST_METHOD=%s", rows[i].method);
         const char *const env_list[] = {param, "REQUEST_URI=/", NULL};
-        char **env = env_new(env_list);
+        char **env = tu_env_new(env_list);
         struct request r;
         request_init(&r, env);
         ck_assert_str_eq(r.method, rows[i].method);
@@ -170,7 +148,7 @@ START_TEST(test_method_bits)
         ck_assert_msg((seen & r.method_bit) == 0, "%s: bit shared", rows[i].method);
         seen |= r.method_bit;
         request_fini(&r);
-        env_free(env);
+        tu_env_free(env);
     }
 }
 END_TEST
@@ -191,7 +169,7 @@ static const char *const multi_list[] = {"HTTP_COOKIE=a=1",
 START_TEST(test_param_first_and_exact)
 {
     struct request r;
-    char **multi_env = env_new(multi_list);
+    char **multi_env = tu_env_new(multi_list);
     request_init(&r, multi_env);
     /* The first instance, and a name matches only up to its '='. */
     ck_assert_str_eq(request_param(&r, "HTTP_COOKIE"), "a=1");
@@ -200,14 +178,14 @@ START_TEST(test_param_first_and_exact)
     ck_assert_ptr_null(request_param(&r, "HTTP_COOKIE_EXTRA_MORE"));
     ck_assert_str_eq(request_param_cb(&r, "HTTP_ACCEPT"), "text/html");
     request_fini(&r);
-    env_free(multi_env);
+    tu_env_free(multi_env);
 }
 END_TEST
 
 START_TEST(test_param_all)
 {
     struct request r;
-    char **multi_env = env_new(multi_list);
+    char **multi_env = tu_env_new(multi_list);
     request_init(&r, multi_env);
     struct buf out = BUF_INIT;
     buf_append_str(&out, "[");
@@ -223,7 +201,7 @@ START_TEST(test_param_all)
     ck_assert_str_eq(out.data, "10.0.0.1+10.0.0.2");
     buf_fini(&out);
     request_fini(&r);
-    env_free(multi_env);
+    tu_env_free(multi_env);
 }
 END_TEST
 
@@ -235,7 +213,7 @@ START_TEST(test_header_joined)
     ck_assert_str_eq(request_header_separator("HTTP_ACCEPT"), ", ");
     ck_assert_str_eq(request_header_separator("HTTP_X_FORWARDED_FOR"), ", ");
     struct request r;
-    char **multi_env = env_new(multi_list);
+    char **multi_env = tu_env_new(multi_list);
     request_init(&r, multi_env);
     struct buf out = BUF_INIT;
     ck_assert_uint_eq(request_header_joined(&r, "HTTP_COOKIE", &out), 3);
@@ -245,7 +223,7 @@ START_TEST(test_header_joined)
     ck_assert_str_eq(out.data, "text/html, */*");
     buf_fini(&out);
     request_fini(&r);
-    env_free(multi_env);
+    tu_env_free(multi_env);
 }
 END_TEST
 
@@ -260,14 +238,14 @@ START_TEST(test_eval_key_reads_every_instance)
         "$uri|$http_cookie|$http_x_forwarded_for|$cookie_sid|$cookie_c|$http_accept", &e);
     ck_assert_ptr_nonnull(kp);
     struct request r;
-    char **multi_env = env_new(multi_list);
+    char **multi_env = tu_env_new(multi_list);
     request_init(&r, multi_env);
     struct buf out = BUF_INIT;
     request_eval_key(kp, &r, &out);
     ck_assert_str_eq(out.data, "/p|a=1; b=2; sid=s; c=3|10.0.0.1, 10.0.0.2|s|3|text/html");
     buf_fini(&out);
     request_fini(&r);
-    env_free(multi_env);
+    tu_env_free(multi_env);
     key_pattern_free(kp);
 }
 END_TEST

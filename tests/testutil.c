@@ -197,6 +197,24 @@ int tu_in_path(const char *name)
     return found;
 }
 
+char **tu_env_new(const char *const *list)
+{
+    size_t n = 0;
+    while (list[n])
+        n++;
+    char **env = xcalloc(n + 1, sizeof *env);
+    for (size_t i = 0; i < n; i++)
+        env[i] = xstrdup(list[i]);
+    return env;
+}
+
+void tu_env_free(char **env)
+{
+    for (char **e = env; e && *e; e++)
+        free(*e);
+    free(env);
+}
+
 int tu_bind_free_port(int *port, int listen_too)
 {
     static int seeded;

@@ -65,6 +65,12 @@ void tu_hex_encode(const void *p, size_t n, struct buf *out);
  * not followed by two hex digits. */
 int tu_unescape_text(const char *text, struct buf *out);
 
+/* A writable, NULL-terminated copy of the param list ("NAME=value"
+ * strings, as libfcgi hands a request over in its char **envp); free
+ * with tu_env_free(). */
+char **tu_env_new(const char *const *list);
+void tu_env_free(char **env);
+
 /* Returns 1 when an executable called name is in one of $PATH's folders. */
 int tu_in_path(const char *name);
 
