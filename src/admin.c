@@ -11,7 +11,6 @@
 
 #include "memfill/admin.h"
 #include "memfill/adminguard.h"
-#include "memfill/key.h"
 #include "memfill/log.h"
 #include "memfill/purge.h"
 

@@ -14,6 +14,8 @@
 #include "memfill/buf.h"
 #include "memfill/addr.h"
 #include "memfill/jsonpos.h"
+#include "memfill/log.h"
+#include "memfill/nodesel.h"
 #include "memfill/util.h"
 
 #include <errno.h>

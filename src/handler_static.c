@@ -11,6 +11,7 @@
 
 #include "memfill/handler.h"
 #include "memfill/mime.h"
+#include "memfill/urinorm.h"
 #include "memfill/util.h"
 
 #include <errno.h>

@@ -4,7 +4,7 @@
 #include "config.h"
 
 #include "memfill/keyloc.h"
-#include "memfill/key.h"
+#include "memfill/keyesc.h"
 
 enum keyloc_fit keyloc_find(const struct nodesel *sel, const char *raw, size_t len,
                             struct buf *esc, int *node)

@@ -17,6 +17,7 @@
 
 #include "memfill/listen.h"
 #include "memfill/addr.h"
+#include "memfill/config.h"
 
 #include <errno.h>
 #include <fcntl.h>

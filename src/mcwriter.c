@@ -20,7 +20,7 @@
 #include "config.h"
 
 #include "memfill/mcwriter.h"
-#include "memfill/key.h"
+#include "memfill/keyesc.h"
 #include "memfill/mcconn.h"
 #include "memfill/util.h"
 

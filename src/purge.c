@@ -12,6 +12,7 @@
 
 #include "memfill/purge.h"
 #include "memfill/buf.h"
+#include "memfill/keyesc.h"
 #include "memfill/keyloc.h"
 
 #include <stdlib.h>

@@ -17,7 +17,8 @@
 
 #include "memfill/request.h"
 #include "memfill/config.h"
-#include "memfill/key.h"
+#include "memfill/keypattern.h"
+#include "memfill/urinorm.h"
 
 #include <stdio.h>
 #include <string.h>

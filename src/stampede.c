@@ -23,7 +23,7 @@
 #include "config.h"
 
 #include "memfill/stampede.h"
-#include "memfill/key.h"
+#include "memfill/keyesc.h"
 #include "memfill/srcache.h"
 #include "memfill/util.h"
 

@@ -21,7 +21,8 @@
 #include "config.h"
 
 #include "memfill/store.h"
-#include "memfill/key.h"
+#include "memfill/keyesc.h"
+#include "memfill/keypattern.h"
 #include "memfill/srcache.h"
 #include "memfill/util.h"
 

@@ -173,3 +173,13 @@ int util_read_file(const char *path, size_t max, struct buf *out, struct err *er
     errno = e;
     return rc;
 }
+
+int util_hex_digit(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}

@@ -40,7 +40,6 @@
 #include "memfill/worker.h"
 #include "memfill/admin.h"
 #include "memfill/fcgi.h"
-#include "memfill/key.h"
 #include "memfill/log.h"
 #include "memfill/mcwriter.h"
 #include "memfill/purge.h"

@@ -1,7 +1,8 @@
 /* check_fcgiclient.c - the FastCGI client's records, its decoder, a live
  * round trip against libfcgi (the library memfill itself serves with), and
- * memfillctl warm's parsing: URLs, URL lists, sitemaps, the params and key
- * of a warm request, the summary line.
+ * memfillctl warm's helpers: the params and key of a warm request, the
+ * summary line, the options (URL lists, sitemaps and URLs are
+ * check_warmlist.c).
  *
  * The byte layouts asserted here are those of the FastCGI 1.0
  * specification (§3.3 records, §3.4 name-value pairs, §5.1 BEGIN_REQUEST);
@@ -9,7 +10,7 @@
 #include "config.h"
 
 #include "memfill/fcgiclient.h"
-#include "memfill/key.h"
+#include "memfill/keypattern.h"
 #include "memfill/util.h"
 #include "memfill/warm.h"
 
@@ -494,93 +495,7 @@ START_TEST(test_bad_addresses)
 }
 END_TEST
 
-/* ---- warm: URLs, lists, sitemaps ---- */
-
-START_TEST(test_warm_urls)
-{
-    static const struct {
-        const char *in;
-        int rc;
-        const char *scheme, *host, *target;
-        int line;
-    } rows[] = {
-        {"/", 0, "http", NULL, "/", __LINE__},
-        {"/a/b?x=1&y=2", 0, "http", NULL, "/a/b?x=1&y=2", __LINE__},
-        {"/p#frag", 0, "http", NULL, "/p", __LINE__},
-        {"http://example.com", 0, "http", "example.com", "/", __LINE__},
-        {"http://example.com?q=1", 0, "http", "example.com", "/?q=1", __LINE__},
-        {"HTTPS://Example.com:8443/a%20b?c", 0, "https", "Example.com:8443", "/a%20b?c",
-         __LINE__},
-        {"http://[::1]:8080/x", 0, "http", "[::1]:8080", "/x", __LINE__},
-        {"http://h/caf%C3%A9/./x/../y", 0, "http", "h", "/caf%C3%A9/./x/../y", __LINE__},
-        {"ftp://h/x", -1, NULL, NULL, NULL, __LINE__},
-        {"example.com/x", -1, NULL, NULL, NULL, __LINE__},
-        {"http:///x", -1, NULL, NULL, NULL, __LINE__},
-        {"http://user:pw@h/x", -1, NULL, NULL, NULL, __LINE__},
-        {"/a b", -1, NULL, NULL, NULL, __LINE__},
-        {"/%zz", -1, NULL, NULL, NULL, __LINE__},
-        {"/../x", -1, NULL, NULL, NULL, __LINE__},
-        {"/x?a\tb", -1, NULL, NULL, NULL, __LINE__},
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
-        struct warm_url u;
-        const char *why = NULL;
-        int rc = warm_url_parse(rows[i].in, strlen(rows[i].in), &u, &why);
-        ck_assert_msg(rc == rows[i].rc, "row at line %d: rc %d (%s)", rows[i].line, rc,
-                      why ? why : "");
-        if (rc < 0) {
-            ck_assert_msg(why && *why, "row at line %d: no reason", rows[i].line);
-            continue;
-        }
-        ck_assert_msg(strcmp(u.scheme, rows[i].scheme) == 0, "row at line %d", rows[i].line);
-        ck_assert_msg(rows[i].host ? u.host && strcmp(u.host, rows[i].host) == 0 : !u.host,
-                      "row at line %d: host %s", rows[i].line, u.host ? u.host : "(none)");
-        ck_assert_msg(strcmp(u.request_uri, rows[i].target) == 0, "row at line %d: target %s",
-                      rows[i].line, u.request_uri);
-        warm_url_fini(&u);
-    }
-}
-END_TEST
-
-START_TEST(test_warm_list)
-{
-    const char *text = "# pages to warm\n/a\n\n   /b?x=1  \r\n\t# indented comment\n"
-                       "http://h/c#not-a-comment\n/last-without-newline";
-    struct warm_list l;
-    warm_list_init(&l);
-    ck_assert_uint_eq(warm_list_parse(text, strlen(text), &l), 4);
-    ck_assert_str_eq(l.items[0], "/a");
-    ck_assert_str_eq(l.items[1], "/b?x=1");
-    ck_assert_str_eq(l.items[2], "http://h/c#not-a-comment");
-    ck_assert_str_eq(l.items[3], "/last-without-newline");
-    ck_assert_uint_eq(warm_list_parse("", 0, &l), 0);
-    warm_list_fini(&l);
-}
-END_TEST
-
-START_TEST(test_warm_sitemap)
-{
-    const char *xml =
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        "<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n"
-        "  <url><loc>http://example.com/</loc><lastmod>2024-01-01</lastmod></url>\n"
-        "  <url>\n    <loc>\n      http://example.com/a?x=1&amp;y=2\n    </loc>\n  </url>\n"
-        "  <!-- <url><loc>http://example.com/commented</loc></url> -->\n"
-        "  <url><loc><![CDATA[http://example.com/c?a=1&b=<2>]]></loc></url>\n"
-        "  <url><loc>http://example.com/caf&#xE9;/&#233;&lt;&gt;&quot;&apos;&bogus;</loc></url>\n"
-        "  <url><loc></loc></url>\n"
-        "  <url><location>http://example.com/not-a-loc</location></url>\n"
-        "  <url><loc>http://example.com/unterminated";
-    struct warm_list l;
-    warm_list_init(&l);
-    ck_assert_uint_eq(warm_sitemap_parse(xml, strlen(xml), &l), 4);
-    ck_assert_str_eq(l.items[0], "http://example.com/");
-    ck_assert_str_eq(l.items[1], "http://example.com/a?x=1&y=2");
-    ck_assert_str_eq(l.items[2], "http://example.com/c?a=1&b=<2>");
-    ck_assert_str_eq(l.items[3], "http://example.com/caf\xc3\xa9/\xc3\xa9<>\"'&bogus;");
-    warm_list_fini(&l);
-}
-END_TEST
+/* ---- warm: params, tally, options ---- */
 
 START_TEST(test_warm_params)
 {
@@ -782,9 +697,6 @@ Suite *fcgiclient_suite(void)
     tcase_add_test(tc, test_bad_addresses);
     suite_add_tcase(s, tc);
     tc = tcase_create("warm");
-    tcase_add_test(tc, test_warm_urls);
-    tcase_add_test(tc, test_warm_list);
-    tcase_add_test(tc, test_warm_sitemap);
     tcase_add_test(tc, test_warm_params);
     tcase_add_test(tc, test_warm_tally);
     tcase_add_test(tc, test_warm_opts);

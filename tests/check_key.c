@@ -1,5 +1,6 @@
-/* check_key.c - Check suite for key.c: memcached key escaping, the 250-byte
- * limit, $uri normalisation and key patterns.
+/* check_key.c - Check suite for the key modules: memcached key escaping
+ * (keyesc.c), the 250-byte limit (key.c), $uri normalisation (urinorm.c)
+ * and key patterns (keypattern.c).
  *
  * The nginx-verified facts come from the tests/vectors TSV files, read row by row;
  * a failure names file:line, the key in hex, and the expected and actual
@@ -13,9 +14,11 @@
 
 #include "memfill/buf.h"
 #include "memfill/err.h"
-#include "memfill/key.h"
+#include "memfill/keyesc.h"
 #include "memfill/keyloc.h"
+#include "memfill/keypattern.h"
 #include "memfill/nodesel.h"
+#include "memfill/urinorm.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */
@@ -396,7 +399,7 @@ START_TEST(test_key_request_vars_vectors)
 
         /* 404: a miss on the key shown; 500: the key was empty. Evaluate
          * with QUERY_STRING as nginx passes it, then without it (derived
-         * from REQUEST_URI by key.c). */
+         * from REQUEST_URI by keypattern.c). */
         char *qs = query_of(target.data);
         struct param with_qs[] = {{"REQUEST_URI", target.data}, {"QUERY_STRING", qs},
                                   {NULL, NULL}};

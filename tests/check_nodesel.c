@@ -17,7 +17,7 @@
 #include "memfill/buf.h"
 #include "memfill/err.h"
 #include "memfill/hashfn.h"
-#include "memfill/key.h"
+#include "memfill/keyesc.h"
 #include "memfill/nodesel.h"
 #include "testutil.h"
 

@@ -8,7 +8,8 @@
  * every expectation is on the URL and the header lines it returns. */
 #include "config.h"
 
-#include "memfill/key.h"
+#include "memfill/keypattern.h"
+#include "memfill/urinorm.h"
 #include "memfill/relay.h"
 #include "memfill/request.h"
 #include "memfill/outcome.h"

@@ -9,7 +9,7 @@
  * back the captured bytes exactly. */
 #include "config.h"
 
-#include "memfill/key.h"
+#include "memfill/keyesc.h"
 #include "memfill/srcache.h"
 #include "memfill/stampede.h"
 #include "memfill/util.h"

@@ -1,20 +1,31 @@
-/* testutil.c - data paths, the TSV vector reader and hex/text codecs used
- * by every Check suite.
+/* testutil.c - data paths, the TSV vector reader, hex/text codecs and a
+ * real memcached, used by the Check suites.
  *
  * The reader keeps one line in a getline() buffer and splits it in place
  * on TAB, so fields are views into that buffer: no per-field allocation,
  * and a row stays valid until the next tu_tsv_next(). Line numbers count
  * every physical line (the header is line 1), so a failure can point an
- * editor at the exact row. */
+ * editor at the exact row. The memcached helpers start a real memcached
+ * for the suites that talk to one, on a free port, tied to the test's
+ * life. */
 #include "config.h"
 
 #include "testutil.h"
 
 #include "memfill/util.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 const char *tu_srcdir(void)
 {
@@ -184,4 +195,143 @@ int tu_in_path(const char *name)
     }
     free(copy);
     return found;
+}
+
+char **tu_env_new(const char *const *list)
+{
+    size_t n = 0;
+    while (list[n])
+        n++;
+    char **env = xcalloc(n + 1, sizeof *env);
+    for (size_t i = 0; i < n; i++)
+        env[i] = xstrdup(list[i]);
+    return env;
+}
+
+void tu_env_free(char **env)
+{
+    for (char **e = env; e && *e; e++)
+        free(*e);
+    free(env);
+}
+
+int tu_bind_free_port(int *port, int listen_too)
+{
+    static int seeded;
+    if (!seeded) {
+        srand((unsigned)getpid() ^ (unsigned)util_now_ms());
+        seeded = 1;
+    }
+    for (int tries = 0; tries < 2000; tries++) {
+        int p = 20000 + rand() % 12000;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -1;
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)p);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+            (!listen_too || listen(fd, 64) == 0)) {
+            *port = p;
+            return fd;
+        }
+        close(fd);
+    }
+    return -1;
+}
+
+static int tcp_accepts(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    close(fd);
+    return rc == 0;
+}
+
+void tu_stop_pid(pid_t *pid)
+{
+    if (*pid <= 0)
+        return;
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = -1;
+}
+
+pid_t tu_memcached_start(int *port)
+{
+    int fd = tu_bind_free_port(port, 0);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", *port);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+#ifdef __linux__
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+#endif
+        (void)parent;
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) {
+            dup2(null, 1);
+            dup2(null, 2);
+        }
+        const char *argv[16];
+        int n = 0;
+        argv[n++] = "memcached";
+        argv[n++] = "-U";
+        argv[n++] = "0";
+        argv[n++] = "-m";
+        argv[n++] = "64";
+        argv[n++] = "-t";
+        argv[n++] = "1";
+        if (geteuid() == 0) {
+            argv[n++] = "-u";
+            argv[n++] = "root";
+        }
+        argv[n++] = "-l";
+        argv[n++] = "127.0.0.1";
+        argv[n++] = "-p";
+        argv[n++] = ps;
+        argv[n] = NULL;
+        execvp("memcached", (char *const *)argv);
+        _exit(127);
+    }
+    if (pid < 0)
+        return -1;
+    uint64_t deadline = util_now_ms() + 10000;
+    while (util_now_ms() < deadline) {
+        if (tcp_accepts(*port))
+            return pid;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return -1;
+        usleep(20000);
+    }
+    tu_stop_pid(&pid);
+    return -1;
+}
+
+int tu_memcached_missing(void)
+{
+    if (tu_in_path("memcached"))
+        return 0;
+    const char *ns = getenv("MEMFILL_NO_SKIP");
+    if (ns && strcmp(ns, "1") == 0) {
+        fprintf(stderr, "FAIL: memcached is missing (MEMFILL_NO_SKIP=1)\n");
+        return EXIT_FAILURE;
+    }
+    fprintf(stderr, "SKIP: memcached is not installed\n");
+    return 77;
 }

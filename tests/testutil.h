@@ -1,6 +1,6 @@
 /* testutil.h - helpers shared by the Check suites: test data paths, a TSV
- * vector reader that remembers file line numbers, and hex/text codecs for
- * the vector columns.
+ * vector reader that remembers file line numbers, hex/text codecs for the
+ * vector columns, and a real memcached on a free port.
  *
  * The vectors in tests/vectors/ are tab-separated with one header line;
  * their key_hex-style columns hold raw bytes in lower-case hex and their
@@ -11,6 +11,7 @@
 #define MEMFILL_TESTUTIL_H
 
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "memfill/buf.h"
 
@@ -64,7 +65,30 @@ void tu_hex_encode(const void *p, size_t n, struct buf *out);
  * not followed by two hex digits. */
 int tu_unescape_text(const char *text, struct buf *out);
 
+/* A writable, NULL-terminated copy of the param list ("NAME=value"
+ * strings, as libfcgi hands a request over in its char **envp); free
+ * with tu_env_free(). */
+char **tu_env_new(const char *const *list);
+void tu_env_free(char **env);
+
 /* Returns 1 when an executable called name is in one of $PATH's folders. */
 int tu_in_path(const char *name);
+
+/* A socket bound to 127.0.0.1 on a free port below the ephemeral range
+ * (20000-31999; listening when listen_too), its port in *port; -1 when
+ * none is free. Close it to hand the port to a server; keep it bound and
+ * not listening for a port where every connection is refused. */
+int tu_bind_free_port(int *port, int listen_too);
+/* Starts memcached (64 MB, one thread, no UDP) on 127.0.0.1 at a free
+ * port, stored in *port. It dies with this process (PR_SET_PDEATHSIG on
+ * Linux). Returns its pid once it accepts connections (within 10 s), or
+ * -1. */
+pid_t tu_memcached_start(int *port);
+/* Kills and reaps *pid when it is > 0, then sets it to -1. */
+void tu_stop_pid(pid_t *pid);
+/* Exit code for a suite that needs memcached when there is none: 77
+ * (automake's skip) with a line on stderr, or EXIT_FAILURE when
+ * MEMFILL_NO_SKIP=1. Returns 0 when memcached is installed. */
+int tu_memcached_missing(void);
 
 #endif

@@ -16,8 +16,10 @@
 
 #include "memfill/addr.h"
 #include "memfill/err.h"
-#include "memfill/log.h"
-#include "memfill/nodesel.h"
+#include "memfill/loglevel.h"
+#include "memfill/nodedist.h"
+
+struct nodesel;
 
 /* Where a value stood in the file, for errors found after loading. */
 struct config_pos {

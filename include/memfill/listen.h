@@ -5,8 +5,9 @@
 
 #include <stddef.h>
 
-#include "memfill/config.h"
 #include "memfill/err.h"
+
+struct config;
 
 /* Returns 1 when fd is a listening socket. */
 int listen_fd_is_listening(int fd);

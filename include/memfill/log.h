@@ -13,8 +13,7 @@
 #include <stdint.h>
 
 #include "memfill/buf.h"
-
-enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+#include "memfill/loglevel.h"
 
 /* Parses "error", "warn", "info", "debug"; returns 0 or -1. */
 int log_parse_level(const char *s, enum log_level *out);

@@ -17,17 +17,12 @@
 
 #include "memfill/buf.h"
 #include "memfill/err.h"
+#include "memfill/nodedist.h"
 
 /* Sanity bounds checked by nodesel_new(); nginx has none, but a ring of
  * 160 points per weight unit must stay small enough to build at startup. */
 #define NODESEL_WEIGHT_MAX 100
 #define NODESEL_SERVERS_MAX 1024
-
-enum nodesel_dist {
-    NODESEL_CONSISTENT = 0,
-    NODESEL_HASH,
-    NODESEL_UPSTREAM_LIST,
-};
 
 /* One configured node. address is the text exactly as in nginx's `server`
  * line ("127.0.0.1:11211", "localhost:11211", "unix:/run/mc.sock",

@@ -15,7 +15,7 @@
 #include <stddef.h>
 
 #include "memfill/buf.h"
-#include "memfill/key.h"
+#include "memfill/keypattern.h"
 #include "memfill/request.h"
 
 /* What a route relays to (all borrowed for the life of the rules). */

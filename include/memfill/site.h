@@ -13,7 +13,7 @@
 #include "memfill/config.h"
 #include "memfill/err.h"
 #include "memfill/handler.h"
-#include "memfill/key.h"
+#include "memfill/keypattern.h"
 #include "memfill/nodesel.h"
 #include "memfill/route.h"
 

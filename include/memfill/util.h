@@ -44,5 +44,7 @@ int util_read_fd(int fd, const char *name, size_t max, struct buf *out, struct e
 /* Opens path and reads it whole with util_read_fd. A failed open is
  * reported the same way (text = strerror). */
 int util_read_file(const char *path, size_t max, struct buf *out, struct err *err);
+/* Value of the hex digit c (0-9, a-f, A-F), or -1 for any other byte. */
+int util_hex_digit(unsigned char c);
 
 #endif

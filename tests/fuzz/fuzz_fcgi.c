@@ -19,7 +19,7 @@
 #include "memfill/buf.h"
 #include "memfill/config.h"
 #include "memfill/err.h"
-#include "memfill/key.h"
+#include "memfill/keyesc.h"
 #include "memfill/log.h"
 #include "memfill/nodesel.h"
 #include "memfill/request.h"

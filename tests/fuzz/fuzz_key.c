@@ -12,9 +12,11 @@
 
 #include "memfill/buf.h"
 #include "memfill/err.h"
-#include "memfill/key.h"
+#include "memfill/keyesc.h"
 #include "memfill/keyloc.h"
+#include "memfill/keypattern.h"
 #include "memfill/nodesel.h"
+#include "memfill/urinorm.h"
 
 #include "fuzzutil.h"
 

@@ -18,7 +18,7 @@
  * headers unchanged - what reaches the origin is a function of the key. */
 #include "config.h"
 
-#include "memfill/key.h"
+#include "memfill/keypattern.h"
 #include "memfill/relay.h"
 #include "memfill/request.h"
 #include "memfill/util.h"

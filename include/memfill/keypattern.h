@@ -1,41 +1,13 @@
-/* key.h - the memcached key nginx reads: nginx variables evaluated from
- * FastCGI params, escaping exactly as nginx's memcached module escapes, and
- * the 250-byte limit.
- *
- * Facts: doc/nginx.md §1-§3 (verified on nginx 1.22). The node is
- * chosen by hashing the RAW key; the item is stored under the ESCAPED key. */
-#ifndef MEMFILL_KEY_H
-#define MEMFILL_KEY_H
+/* keypattern.h - key patterns (cache.key): nginx variables evaluated from
+ * FastCGI params into the RAW memcached key (doc/nginx.md §3-§4, verified
+ * on nginx 1.22). */
+#ifndef MEMFILL_KEYPATTERN_H
+#define MEMFILL_KEYPATTERN_H
 
 #include <stddef.h>
 
 #include "memfill/buf.h"
 #include "memfill/err.h"
-
-/* Longest key memcached (and so nginx) accepts, counted after escaping. */
-#define KEY_MAX_ESCAPED 250
-
-/* Appends memc_escape(raw) to out: each byte <= 0x20 and '%' becomes '%'
- * and two upper-case hex digits; every other byte is copied unchanged. */
-void key_escape(const char *raw, size_t len, struct buf *out);
-/* Length key_escape would produce, without building it. */
-size_t key_escaped_len(const char *raw, size_t len);
-/* Reverses key_escape: appends the raw key to out. Returns 0, or -1 (out
- * unchanged) when a '%' is not followed by two hex digits (either case). */
-int key_unescape(const char *escaped, size_t len, struct buf *out);
-
-/* nginx's $uri from a request target as nginx's $request_uri holds it
- * (REQUEST_URI): "/path", "/path?args" or "/path#frag"; the path ends at
- * the first raw '?' or '#'. Decodes %XX (either case), merges slashes and
- * removes "." and ".." segments after decoding (so %2F is a '/' and
- * %2E%2E a ".."), keeps '+' and a decoded '%', '#' or '?' as data. An
- * empty target or one starting with '?' gives "/". Appends the result to
- * out and returns 0. Returns -1, with out unchanged, where nginx 1.22
- * answers 400: a decoded NUL, a '%' not followed by two hex digits, ".."
- * above the root, a target not starting with '/' or '?', or a raw control
- * byte, space or DEL anywhere in the target (query included), which
- * nginx's request-line parser refuses. */
-int key_normalize_uri(const char *path, size_t len, struct buf *out);
 
 /* Looks up a FastCGI param by name (e.g. "REQUEST_URI"). Returns a borrowed
  * NUL-terminated value, or NULL when the param is absent. */
@@ -64,7 +36,7 @@ void key_pattern_free(struct key_pattern *p);
 const char *key_pattern_text(const struct key_pattern *p);
 /* Evaluates p from the request's params (via get) and appends the RAW key
  * to out. Values are derived the way nginx derives them (see struct
- * key_part in key.c for the param each variable comes from): $uri and
+ * key_part in keypattern.c for the param each variable comes from): $uri and
  * $document_uri are DOCUMENT_URI, else key_normalize_uri(REQUEST_URI);
  * $args and $query_string are QUERY_STRING, else the part of REQUEST_URI
  * after '?'; $arg_NAME is not decoded. Variable names are case-insensitive,
