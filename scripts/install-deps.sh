@@ -5,7 +5,7 @@
 set -eu
 
 # libmemcached-dev: only for scripts/bench.sh's reference app (bench/ref_app.c);
-# memfill itself speaks memcached's protocol through src/mcconn.c.
+# memfill itself speaks memcached's protocol through src/store/mcconn.c.
 PACKAGES="build-essential autoconf automake libtool pkg-config
 libfcgi-dev libfcgi-bin libmemcached-dev libjansson-dev check
 libcurl4-openssl-dev zlib1g-dev libpcre2-dev

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/site.h"
 #include "testutil.h"
 

@@ -1,4 +1,4 @@
-/* check_datacache.c - unit tests for the parsed-data cache (src/datacache.c).
+/* check_datacache.c - unit tests for the parsed-data cache (src/content/datacache.c).
  *
  * The cache is exercised with made-up stat records (no files): a hit while
  * the file is unchanged, a miss once any of device, inode, size, mtime or

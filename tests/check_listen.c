@@ -14,7 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/addr.h"
 #include "memfill/listen.h"
 

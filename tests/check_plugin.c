@@ -6,11 +6,11 @@
  * ABI 2). MEMFILL_TEST_PLUGIN names the hello plugin (default
  * $top_builddir/tests/plugins/hello_plugin.so); the others are looked for
  * in the same folder. Each test builds a small struct config by hand, so
- * config.c is not involved, and requests from an envp array, as libfcgi
+ * conf.c is not involved, and requests from an envp array, as libfcgi
  * hands them to the worker. */
 #include "config.h"
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/handler.h"
 #include "memfill/request.h"
 #include "memfill/route.h"

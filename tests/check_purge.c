@@ -12,10 +12,10 @@
  * MEMFILL_NO_SKIP=1. */
 #include "config.h"
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/err.h"
 #include "memfill/keyesc.h"
-#include "memfill/mcwriter.h"
+#include "memfill/mcclient.h"
 #include "memfill/nodesel.h"
 #include "memfill/purge.h"
 #include "testutil.h"
@@ -50,7 +50,7 @@ static void nodes_stop(void)
 }
 
 static struct config *cfg;
-static struct mcwriter *w;
+static struct mcclient *w;
 static struct nodesel *sel;
 static size_t nnodes;
 
@@ -76,7 +76,7 @@ static void open_nodes(int with_dead)
     err_clear(&e);
     cfg = config_load_string(json, strlen(json), "test", NULL, CONFIG_ALLOW_NO_ROUTES, &e);
     ck_assert_msg(cfg != NULL, "config: %s", e.text);
-    w = mcwriter_new(cfg);
+    w = mcclient_new(cfg);
     sel = nodesel_new(NODESEL_CONSISTENT, servers, nnodes, &e);
     ck_assert_msg(sel != NULL, "nodesel: %s", e.text);
 }
@@ -84,7 +84,7 @@ static void open_nodes(int with_dead)
 static void close_nodes(void)
 {
     nodesel_free(sel);
-    mcwriter_free(w);
+    mcclient_free(w);
     config_free(cfg);
     sel = NULL;
     w = NULL;
@@ -103,8 +103,8 @@ static const char *uniq(const char *name)
 
 static void put(size_t node, const char *esc, const char *value)
 {
-    enum mcw_result r = mcwriter_set(w, node, esc, strlen(esc), value, strlen(value), 0, 60);
-    ck_assert_msg(r == MCW_OK, "set %s on node %zu: %s", esc, node, mcwriter_result_name(r));
+    enum mcc_result r = mcclient_set(w, node, esc, strlen(esc), value, strlen(value), 0, 60);
+    ck_assert_msg(r == MCC_OK, "set %s on node %zu: %s", esc, node, mcclient_result_name(r));
 }
 
 /* 1 when esc is on node, 0 when it is not. */
@@ -112,11 +112,11 @@ static int present(size_t node, const char *esc)
 {
     char *v = NULL;
     size_t n = 0;
-    enum mcw_result r = mcwriter_get(w, node, esc, strlen(esc), &v, &n, NULL);
+    enum mcc_result r = mcclient_get(w, node, esc, strlen(esc), &v, &n, NULL);
     free(v);
-    ck_assert_msg(r == MCW_OK || r == MCW_NOT_STORED, "get %s on node %zu: %s", esc, node,
-                  mcwriter_result_name(r));
-    return r == MCW_OK;
+    ck_assert_msg(r == MCC_OK || r == MCC_NOT_STORED, "get %s on node %zu: %s", esc, node,
+                  mcclient_result_name(r));
+    return r == MCC_OK;
 }
 
 /* The value of esc on node, as a new string, or NULL when absent. */
@@ -124,9 +124,9 @@ static char *value_of(size_t node, const char *esc)
 {
     char *v = NULL;
     size_t n = 0;
-    enum mcw_result r = mcwriter_get(w, node, esc, strlen(esc), &v, &n, NULL);
-    ck_assert_msg(r == MCW_OK || r == MCW_NOT_STORED, "get %s: %s", esc,
-                  mcwriter_result_name(r));
+    enum mcc_result r = mcclient_get(w, node, esc, strlen(esc), &v, &n, NULL);
+    ck_assert_msg(r == MCC_OK || r == MCC_NOT_STORED, "get %s: %s", esc,
+                  mcclient_result_name(r));
     return v;
 }
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/route.h"
 
 static struct config *cfg;

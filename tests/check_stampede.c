@@ -14,9 +14,9 @@
  * MEMFILL_NO_SKIP=1. */
 #include "config.h"
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/err.h"
-#include "memfill/mcwriter.h"
+#include "memfill/mcclient.h"
 #include "memfill/request.h"
 #include "memfill/site.h"
 #include "memfill/stampede.h"
@@ -54,7 +54,7 @@ static void node_stop(void)
 }
 
 static struct site *site;
-static struct mcwriter *w;
+static struct mcclient *w;
 
 /* A site over one node (the real one, or the dead port) with lock_wait
  * ms of stampede protection and cache.gzip_flag set. */
@@ -74,12 +74,12 @@ static void open_site(unsigned lock_wait, int dead)
     ck_assert_msg(cfg != NULL, "config: %s", e.text);
     site = site_new_own(cfg, &e);
     ck_assert_msg(site != NULL, "site: %s", e.text);
-    w = mcwriter_new(site->cfg);
+    w = mcclient_new(site->cfg);
 }
 
 static void close_site(void)
 {
-    mcwriter_free(w);
+    mcclient_free(w);
     site_free(site);
     w = NULL;
     site = NULL;
@@ -102,8 +102,8 @@ static void lock_key_of(const char *page, struct buf *out)
 
 static void put(const char *key, const char *value, size_t len, uint32_t flags)
 {
-    enum mcw_result r = mcwriter_set(w, 0, key, strlen(key), value, len, flags, 60);
-    ck_assert_msg(r == MCW_OK, "set %s: %s", key, mcwriter_result_name(r));
+    enum mcc_result r = mcclient_set(w, 0, key, strlen(key), value, len, flags, 60);
+    ck_assert_msg(r == MCC_OK, "set %s: %s", key, mcclient_result_name(r));
 }
 
 /* The value of key on node 0 as a new string, or NULL when absent. */
@@ -111,9 +111,9 @@ static char *value_of(const char *key)
 {
     char *v = NULL;
     size_t n = 0;
-    enum mcw_result r = mcwriter_get(w, 0, key, strlen(key), &v, &n, NULL);
-    ck_assert_msg(r == MCW_OK || r == MCW_NOT_STORED, "get %s: %s", key,
-                  mcwriter_result_name(r));
+    enum mcc_result r = mcclient_get(w, 0, key, strlen(key), &v, &n, NULL);
+    ck_assert_msg(r == MCC_OK || r == MCC_NOT_STORED, "get %s: %s", key,
+                  mcclient_result_name(r));
     return v;
 }
 
@@ -253,7 +253,7 @@ START_TEST(test_holder_stores_and_releases)
     ck_assert_ptr_nonnull(v);
     ck_assert_str_eq(v, "other.1");
     free(v);
-    mcwriter_delete(w, 0, lk.data, lk.len);
+    mcclient_delete(w, 0, lk.data, lk.len);
 
     buf_fini(&lk);
     response_fini(&resp);
@@ -284,7 +284,7 @@ START_TEST(test_holder_not_stored_leaves_pass)
     ck_assert_int_eq(enter(&s, "GET", p, 0, &resp, &took), STAMPEDE_OFF);
     ck_assert_msg(took < LOCK_WAIT_MS, "waited %llu ms behind a pass mark",
                   (unsigned long long)took);
-    mcwriter_delete(w, 0, lk.data, lk.len);
+    mcclient_delete(w, 0, lk.data, lk.len);
 
     buf_fini(&lk);
     response_fini(&resp);
@@ -312,7 +312,7 @@ START_TEST(test_lock_free_page_there)
     ck_assert_str_eq(resp.body.data, "<p>queued</p>");
     ck_assert_str_eq(resp.content_type.data, "text/plain");
     ck_assert_ptr_null(value_of(lk.data));
-    mcwriter_delete(w, 0, p, strlen(p));
+    mcclient_delete(w, 0, p, strlen(p));
 
     buf_fini(&lk);
     response_fini(&resp);
@@ -357,8 +357,8 @@ START_TEST(test_waiter_served_gzip)
     v = value_of(lk.data);
     ck_assert_ptr_nonnull(v); /* a waiter never touches the lock */
     free(v);
-    mcwriter_delete(w, 0, lk.data, lk.len);
-    mcwriter_delete(w, 0, p, strlen(p));
+    mcclient_delete(w, 0, lk.data, lk.len);
+    mcclient_delete(w, 0, p, strlen(p));
 
     buf_fini(&gz);
     buf_fini(&lk);
@@ -403,7 +403,7 @@ START_TEST(test_waiter_times_out)
     ck_assert_ptr_nonnull(v);
     ck_assert_str_eq(v, "other.3");
     free(v);
-    mcwriter_delete(w, 0, lk.data, lk.len);
+    mcclient_delete(w, 0, lk.data, lk.len);
 
     buf_fini(&lk);
     response_fini(&resp);

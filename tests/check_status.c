@@ -11,7 +11,7 @@
 #include "config.h"
 
 #include "memfill/buf.h"
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/err.h"
 #include "memfill/stats.h"
 #include "memfill/status.h"

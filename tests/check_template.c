@@ -1,4 +1,4 @@
-/* check_template.c - Check suite for the Mustache engine (src/template.c).
+/* check_template.c - Check suite for the Mustache engine (src/content/template.c).
  *
  * The spec behaviour is data: tests/data/template/spec.json holds one case
  * per test of the Mustache spec's core modules (interpolation, sections,

@@ -3,7 +3,7 @@
 #ifndef MEMFILL_ADMIN_H
 #define MEMFILL_ADMIN_H
 
-#include "memfill/mcwriter.h"
+#include "memfill/mcclient.h"
 #include "memfill/request.h"
 #include "memfill/site.h"
 #include "memfill/stats.h"
@@ -13,7 +13,7 @@
  * X-Memfill-Purge-Key header, or every
  * page of the tags in X-Memfill-Purge-Tag. Fills resp with a JSON answer
  * (200 purged, 404 nothing there, 403 refused, 502 memcached failed). */
-void admin_purge(const struct site *site, struct mcwriter *mc, const struct request *req,
+void admin_purge(const struct site *site, struct mcclient *mc, const struct request *req,
                  struct response *resp, struct stats_slot *slot);
 
 #endif

@@ -4,7 +4,7 @@
 #ifndef MEMFILL_ADMINGUARD_H
 #define MEMFILL_ADMINGUARD_H
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 
 /* Returns 1 when the textual address remote_addr is inside admin.allow
  * (the list parsed at config load). */

@@ -8,7 +8,7 @@
 #ifndef MEMFILL_HANDLER_H
 #define MEMFILL_HANDLER_H
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/err.h"
 #include "memfill/request.h"
 #include "memfill/route.h"

@@ -1,7 +1,7 @@
 /* mcconn.h - one connection to a memcached node where every wait has a
  * deadline.
  *
- * The transport under mcwriter: a non-blocking socket, poll() and a
+ * The transport under mcclient: a non-blocking socket, poll() and a
  * monotonic deadline (util_now_ms() milliseconds) given by the caller for
  * each call, so a whole exchange (connect, send, read the reply) ends by
  * the deadline however slowly the node sends or reads. Replies are read

@@ -4,7 +4,7 @@
 #define MEMFILL_NGINXCONF_H
 
 #include "memfill/buf.h"
-#include "memfill/config.h"
+#include "memfill/conf.h"
 
 /* memfillctl nginx-conf's default memcached keepalive pool per worker. */
 #define NGINXCONF_KEEPALIVE_DEFAULT 512

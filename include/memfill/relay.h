@@ -30,7 +30,7 @@ struct relay_rules {
  * relay_request_fini() when done. */
 struct relay_request {
     struct buf url;      /* origin + path (+ '?' + args) */
-    /* Header lines for the HTTP client (upstream_req.headers), each
+    /* Header lines for the HTTP client (http_req.headers), each
      * NUL-terminated: "Name: value"; "Name;" sends an empty header; "Name:"
      * stops curl from adding its own. */
     struct buf lines;

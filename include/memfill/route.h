@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 #include "memfill/buf.h"
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/err.h"
 
 #define ROUTE_MAX_CAPTURES 16

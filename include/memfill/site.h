@@ -10,7 +10,7 @@
 #ifndef MEMFILL_SITE_H
 #define MEMFILL_SITE_H
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/err.h"
 #include "memfill/handler.h"
 #include "memfill/keypattern.h"

@@ -24,7 +24,7 @@
 #include <stddef.h>
 
 #include "memfill/buf.h"
-#include "memfill/mcwriter.h"
+#include "memfill/mcclient.h"
 #include "memfill/request.h"
 #include "memfill/site.h"
 #include "memfill/outcome.h"
@@ -64,7 +64,7 @@ void stampede_fini(struct stampede *s);
  * content_type or text/html, or, for a srcache route, the stored status
  * and headers; a gzip-flagged item is decompressed). Returns s->result. */
 enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
-                                    struct mcwriter *mc, const struct request *req, size_t route,
+                                    struct mcclient *mc, const struct request *req, size_t route,
                                     const struct store_location *loc, struct response *resp);
 
 /* After store_prepare: a served page is not stored again
@@ -75,7 +75,7 @@ void stampede_settle(const struct stampede *s, struct store_job *job);
 /* After the store: the holder deletes its lock when the page was stored
  * (outcome OUTCOME_STORED), else writes the "pass" mark. Resets s for the
  * next request. Safe to call whatever the result was. */
-void stampede_leave(struct stampede *s, struct mcwriter *mc, enum store_outcome outcome);
+void stampede_leave(struct stampede *s, struct mcclient *mc, enum store_outcome outcome);
 
 /* Appends the lock key for an escaped page key to out. Returns 0, or -1
  * (out unchanged) when the lock key would be longer than 250 bytes. */

@@ -5,7 +5,7 @@
 #include <sys/types.h>
 
 #include "memfill/buf.h"
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/stats.h"
 
 struct status_info {

@@ -14,7 +14,7 @@
 
 #include "memfill/buf.h"
 #include "memfill/keyloc.h"
-#include "memfill/mcwriter.h"
+#include "memfill/mcclient.h"
 #include "memfill/request.h"
 #include "memfill/site.h"
 #include "memfill/outcome.h"
@@ -83,7 +83,7 @@ void store_prepare(const struct site *site, const struct request *req, size_t ro
  * OUTCOME_SKIP_GZIP or an OUTCOME_FAIL_* value. When job->decision is not
  * OUTCOME_STORED, returns it without writing. *usec gets the write's
  * duration (compression included). */
-enum store_outcome store_execute(struct mcwriter *w, const struct store_job *job,
+enum store_outcome store_execute(struct mcclient *w, const struct store_job *job,
                                  const void *value, size_t vlen, struct buf *gz,
                                  uint64_t *usec);
 

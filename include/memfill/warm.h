@@ -21,7 +21,7 @@
 #include <stdio.h>
 
 #include "memfill/buf.h"
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/fcgiclient.h"
 #include "memfill/keypattern.h"
 #include "memfill/stats.h"

@@ -17,7 +17,7 @@
 #include "config.h"
 
 #include "memfill/buf.h"
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/err.h"
 #include "memfill/keyesc.h"
 #include "memfill/log.h"

@@ -31,15 +31,15 @@ int purge_tag_valid(const char *tag, size_t len)
     return 1;
 }
 
-int purge_key(struct mcwriter *mc, const struct nodesel *sel, const char *raw, size_t len)
+int purge_key(struct mcclient *mc, const struct nodesel *sel, const char *raw, size_t len)
 {
     struct buf esc = BUF_INIT;
     int node, rc;
     if (keyloc_find(sel, raw, len, &esc, &node) != KEYLOC_OK) {
         rc = -1;
     } else {
-        enum mcw_result r = mcwriter_delete(mc, (size_t)node, esc.data, esc.len);
-        rc = r == MCW_OK ? 1 : r == MCW_NOT_STORED ? 0 : -1;
+        enum mcc_result r = mcclient_delete(mc, (size_t)node, esc.data, esc.len);
+        rc = r == MCC_OK ? 1 : r == MCC_NOT_STORED ? 0 : -1;
     }
     buf_fini(&esc);
     return rc;
@@ -51,7 +51,7 @@ static void tag_key(struct buf *out, const char *tag, size_t len)
     buf_append(out, tag, len);
 }
 
-long purge_tag(struct mcwriter *mc, size_t nnodes, const char *tag, size_t len)
+long purge_tag(struct mcclient *mc, size_t nnodes, const char *tag, size_t len)
 {
     if (!purge_tag_valid(tag, len))
         return -1;
@@ -62,10 +62,10 @@ long purge_tag(struct mcwriter *mc, size_t nnodes, const char *tag, size_t len)
     for (size_t n = 0; n < nnodes; n++) {
         char *list = NULL;
         size_t llen = 0;
-        enum mcw_result r = mcwriter_get(mc, n, k.data, k.len, &list, &llen, NULL);
-        if (r == MCW_NOT_STORED)
+        enum mcc_result r = mcclient_get(mc, n, k.data, k.len, &list, &llen, NULL);
+        if (r == MCC_NOT_STORED)
             continue;
-        if (r != MCW_OK) {
+        if (r != MCC_OK) {
             failed = 1;
             continue;
         }
@@ -77,23 +77,23 @@ long purge_tag(struct mcwriter *mc, size_t nnodes, const char *tag, size_t len)
             while (i < llen && list[i] != ' ')
                 i++;
             if (i > start) {
-                r = mcwriter_delete(mc, n, list + start, i - start);
-                if (r == MCW_OK)
+                r = mcclient_delete(mc, n, list + start, i - start);
+                if (r == MCC_OK)
                     deleted++;
-                else if (r != MCW_NOT_STORED)
+                else if (r != MCC_NOT_STORED)
                     failed = 1;
             }
         }
         free(list);
-        r = mcwriter_delete(mc, n, k.data, k.len);
-        if (r != MCW_OK && r != MCW_NOT_STORED)
+        r = mcclient_delete(mc, n, k.data, k.len);
+        if (r != MCC_OK && r != MCC_NOT_STORED)
             failed = 1;
     }
     buf_fini(&k);
     return failed ? -1 : deleted;
 }
 
-int purge_index_tags(struct mcwriter *mc, size_t node, const char *esc_key, size_t klen,
+int purge_index_tags(struct mcclient *mc, size_t node, const char *esc_key, size_t klen,
                      const char *tags, size_t tlen)
 {
     int n = 0;
@@ -111,13 +111,13 @@ int purge_index_tags(struct mcwriter *mc, size_t node, const char *esc_key, size
             continue;
         buf_reset(&k, 512);
         tag_key(&k, tags + start, i - start);
-        enum mcw_result r = mcwriter_append(mc, node, k.data, k.len, entry.data, entry.len);
-        if (r == MCW_NOT_STORED) {
-            r = mcwriter_add(mc, node, k.data, k.len, entry.data, entry.len, 0, 0);
-            if (r == MCW_NOT_STORED) /* created meanwhile by another worker */
-                r = mcwriter_append(mc, node, k.data, k.len, entry.data, entry.len);
+        enum mcc_result r = mcclient_append(mc, node, k.data, k.len, entry.data, entry.len);
+        if (r == MCC_NOT_STORED) {
+            r = mcclient_add(mc, node, k.data, k.len, entry.data, entry.len, 0, 0);
+            if (r == MCC_NOT_STORED) /* created meanwhile by another worker */
+                r = mcclient_append(mc, node, k.data, k.len, entry.data, entry.len);
         }
-        if (r == MCW_OK)
+        if (r == MCC_OK)
             n++;
     }
     buf_fini(&k);

@@ -1,4 +1,4 @@
-/* config.h - memfill's configuration: one JSON file loaded into an
+/* conf.h - memfill's configuration: one JSON file loaded into an
  * immutable struct.
  *
  * Loading is strict: unknown keys, duplicate keys, wrong types and values
@@ -8,8 +8,8 @@
  * against the folder holding the config file. The struct and all its
  * strings are owned by the config; workers inherit it read-only across
  * fork. */
-#ifndef MEMFILL_CONFIG_H
-#define MEMFILL_CONFIG_H
+#ifndef MEMFILL_CONF_H
+#define MEMFILL_CONF_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -23,7 +23,7 @@
 #include "memfill/relay.h"
 #include "memfill/srcache.h"
 #include "memfill/outcome.h"
-#include "memfill/upstream.h"
+#include "memfill/httpclient.h"
 #include "memfill/util.h"
 
 #include <stdlib.h>
@@ -42,8 +42,8 @@ struct upstream_state {
     unsigned connect_timeout_ms;
     unsigned timeout_ms;
     struct cachepolicy_limits limits;
-    struct upstream_client *client; /* NULL until the first request */
-    struct upstream_resp ures;      /* reused from request to request */
+    struct http_client *client; /* NULL until the first request */
+    struct http_resp ures;      /* reused from request to request */
     int srcache;                    /* the route stores whole responses */
 };
 
@@ -125,20 +125,20 @@ static int upstream_create(const struct config *cfg, size_t route_index, void **
     s->limits.min_ttl = cfg->min_ttl;
     s->limits.max_ttl = cfg->max_ttl;
     s->srcache = r->srcache;
-    upstream_resp_init(&s->ures);
+    http_resp_init(&s->ures);
     *state = s;
     return 0;
 }
 
 /* ---- the response ---- */
 
-static int name_is(const struct upstream_header *h, const char *name)
+static int name_is(const struct http_header *h, const char *name)
 {
     size_t n = strlen(name);
     return h->name_len == n && util_ascii_caseeq(h->name, name, n);
 }
 
-static int is_dropped(const struct upstream_header *h)
+static int is_dropped(const struct http_header *h)
 {
     static const char *const names[] = {
         "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
@@ -150,7 +150,7 @@ static int is_dropped(const struct upstream_header *h)
     return h->name_len >= 6 && util_ascii_caseeq(h->name, "proxy-", 6);
 }
 
-static int is_unsafe(const struct upstream_header *h)
+static int is_unsafe(const struct http_header *h)
 {
     return strpbrk(h->name, "\r\n") || strlen(h->name) != h->name_len ||
            memchr(h->value, '\r', h->value_len) || memchr(h->value, '\n', h->value_len) ||
@@ -178,11 +178,11 @@ static void add_tags(struct buf *tags, const char *v, size_t n)
 
 static void relay_response(struct upstream_state *s, struct response *resp)
 {
-    struct upstream_resp *u = &s->ures;
+    struct http_resp *u = &s->ures;
     int have_ctype = 0, encoded = 0;
     resp->status = u->status;
     for (size_t i = 0; i < u->nheaders; i++) {
-        const struct upstream_header *h = &u->headers[i];
+        const struct http_header *h = &u->headers[i];
         if (is_unsafe(h) || is_dropped(h))
             continue;
         if (name_is(h, "content-type")) {
@@ -232,16 +232,16 @@ static void relay_response(struct upstream_state *s, struct response *resp)
     }
 }
 
-static void fail_response(struct response *resp, enum upstream_failure f)
+static void fail_response(struct response *resp, enum http_failure f)
 {
     switch (f) {
-    case UPSTREAM_TIMEOUT:
+    case HTTPC_TIMEOUT:
         response_error(resp, 504, "The origin server did not answer in time.");
         break;
-    case UPSTREAM_TOO_LARGE:
+    case HTTPC_TOO_LARGE:
         response_error(resp, 502, "The origin server's response is too large to relay.");
         break;
-    case UPSTREAM_PROTOCOL:
+    case HTTPC_PROTOCOL:
         response_error(resp, 502, "The origin server sent an invalid response.");
         break;
     default:
@@ -265,14 +265,14 @@ static void upstream_handle(void *state, const struct request *req,
         return;
     }
     if (!s->client)
-        s->client = upstream_client_new();
+        s->client = http_client_new();
 
     const char **hdrs = xcalloc(rr->nlines + 1, sizeof *hdrs);
     for (size_t i = 0, k = 0; k < rr->nlines; k++) {
         hdrs[k] = rr->lines.data + i;
         i += strlen(rr->lines.data + i) + 1;
     }
-    struct upstream_req ureq = {
+    struct http_req ureq = {
         .method = rr->method,
         .url = rr->url.data,
         .headers = hdrs,
@@ -284,7 +284,7 @@ static void upstream_handle(void *state, const struct request *req,
     };
     struct err e;
     err_clear(&e);
-    if (upstream_fetch(s->client, &ureq, &s->ures, &e) < 0) {
+    if (http_fetch(s->client, &ureq, &s->ures, &e) < 0) {
         struct buf esc = BUF_INIT;
         log_warn("upstream %s: %s", log_escape(&esc, rr->url.data, rr->url.len, 200), e.text);
         buf_fini(&esc);
@@ -297,7 +297,7 @@ static void upstream_handle(void *state, const struct request *req,
             resp->no_store_reason = rr->no_store_reason;
         }
     }
-    upstream_resp_reset(&s->ures, 1 << 20);
+    http_resp_reset(&s->ures, 1 << 20);
     free(hdrs);
 }
 
@@ -306,8 +306,8 @@ static void upstream_destroy(void *state)
     struct upstream_state *s = state;
     if (!s)
         return;
-    upstream_client_free(s->client);
-    upstream_resp_fini(&s->ures);
+    http_client_free(s->client);
+    http_resp_fini(&s->ures);
     relay_request_fini(&s->rr);
     key_pattern_free(s->key);
     free(s->origin_host);

@@ -1,4 +1,4 @@
-/* upstream.h - a small HTTP client over libcurl, for relaying to an origin
+/* httpclient.h - a small HTTP client over libcurl, for relaying to an origin
  * and for fetching JSON data from a URL.
  *
  * One client per process holds one reused curl easy handle (so connections
@@ -10,8 +10,8 @@
  * thread-safe. Redirects are not followed, curl installs no signal
  * handlers, proxies named in the environment are ignored, and only http://
  * and https:// URLs are fetched. No curl type appears in this header. */
-#ifndef MEMFILL_UPSTREAM_H
-#define MEMFILL_UPSTREAM_H
+#ifndef MEMFILL_HTTPCLIENT_H
+#define MEMFILL_HTTPCLIENT_H
 
 #include <stddef.h>
 
@@ -19,18 +19,18 @@
 #include "memfill/err.h"
 
 /* Why a fetch failed. */
-enum upstream_failure {
-    UPSTREAM_OK = 0,
-    UPSTREAM_CONNECT,   /* no connection: refused, unreachable, DNS, TLS handshake */
-    UPSTREAM_TIMEOUT,   /* connect_timeout_ms or timeout_ms elapsed */
-    UPSTREAM_TOO_LARGE, /* the body would exceed max_bytes */
-    UPSTREAM_PROTOCOL,  /* the origin broke HTTP: bad status line or headers, reset */
-    UPSTREAM_REQUEST,   /* the request itself was unusable: bad URL, bad method */
+enum http_failure {
+    HTTPC_OK = 0,
+    HTTPC_CONNECT,   /* no connection: refused, unreachable, DNS, TLS handshake */
+    HTTPC_TIMEOUT,   /* connect_timeout_ms or timeout_ms elapsed */
+    HTTPC_TOO_LARGE, /* the body would exceed max_bytes */
+    HTTPC_PROTOCOL,  /* the origin broke HTTP: bad status line or headers, reset */
+    HTTPC_REQUEST,   /* the request itself was unusable: bad URL, bad method */
 };
 
 /* One request. Everything is borrowed from the caller for the duration of
- * upstream_fetch(). */
-struct upstream_req {
+ * http_fetch(). */
+struct http_req {
     const char *method; /* "GET", "POST"...; NULL means GET. "HEAD" reads no body */
     const char *url;    /* absolute http:// or https:// URL */
     /* "Name: value" lines without CRLF, NULL-terminated (NULL = none). A
@@ -48,51 +48,51 @@ struct upstream_req {
 /* One response header, as the origin sent it (name and value trimmed of
  * surrounding blanks; an obsolete folded line is joined with one space).
  * The value may hold any byte, NUL included: use value_len. */
-struct upstream_header {
+struct http_header {
     char *name;
     size_t name_len;
     char *value;
     size_t value_len;
 };
 
-/* A response, owned by the caller: upstream_resp_init() before the first
- * fetch, upstream_resp_fini() when done. The headers are those of the final
+/* A response, owned by the caller: http_resp_init() before the first
+ * fetch, http_resp_fini() when done. The headers are those of the final
  * response (interim 1xx responses and trailers are left out). */
-struct upstream_resp {
+struct http_resp {
     int status; /* 0 when the fetch failed before a status line */
-    struct upstream_header *headers;
+    struct http_header *headers;
     size_t nheaders;
     size_t headers_cap;
     struct buf body;
-    enum upstream_failure failure; /* UPSTREAM_OK when upstream_fetch returned 0 */
+    enum http_failure failure; /* HTTPC_OK when http_fetch returned 0 */
 };
 
-void upstream_resp_init(struct upstream_resp *resp);
-void upstream_resp_fini(struct upstream_resp *resp);
+void http_resp_init(struct http_resp *resp);
+void http_resp_fini(struct http_resp *resp);
 /* Empties resp for reuse, keeping a body buffer below keep bytes. */
-void upstream_resp_reset(struct upstream_resp *resp, size_t keep);
+void http_resp_reset(struct http_resp *resp, size_t keep);
 /* Returns the first header called name (ASCII case-insensitive) as a
  * pointer borrowed from resp, or NULL. */
-const struct upstream_header *upstream_resp_header(const struct upstream_resp *resp,
+const struct http_header *http_resp_header(const struct http_resp *resp,
                                                    const char *name);
 
-struct upstream_client;
+struct http_client;
 
 /* Returns a new client (no curl handle yet); free with
- * upstream_client_free(). Never fails (aborts on OOM). */
-struct upstream_client *upstream_client_new(void);
+ * http_client_free(). Never fails (aborts on OOM). */
+struct http_client *http_client_new(void);
 /* Frees the client and its curl handle. NULL-safe. */
-void upstream_client_free(struct upstream_client *c);
+void http_client_free(struct http_client *c);
 
 /* Performs req and fills resp (reset first). Returns 0 when a complete
  * response arrived, whatever its status; otherwise -1 with resp->failure
  * set and err given a message naming the cause (err may be NULL).
  * resp->status and the headers may hold what arrived before the failure.
  * errno is preserved. */
-int upstream_fetch(struct upstream_client *c, const struct upstream_req *req,
-                   struct upstream_resp *resp, struct err *err);
+int http_fetch(struct http_client *c, const struct http_req *req,
+                   struct http_resp *resp, struct err *err);
 
 /* A short name for a failure ("connect", "timeout"...). */
-const char *upstream_failure_name(enum upstream_failure f);
+const char *http_failure_name(enum http_failure f);
 
 #endif

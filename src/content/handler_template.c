@@ -30,7 +30,7 @@
 #include "memfill/handler.h"
 #include "memfill/log.h"
 #include "memfill/template.h"
-#include "memfill/upstream.h"
+#include "memfill/httpclient.h"
 #include "memfill/util.h"
 
 #include <errno.h>
@@ -58,8 +58,8 @@ struct template_state {
     size_t max_output;    /* template.max_output */
     size_t max_data;      /* template.max_data */
     size_t cache_budget;  /* template.data_cache */
-    struct upstream_client *client; /* NULL until the first data_url fetch */
-    struct upstream_resp ures;      /* reused from request to request */
+    struct http_client *client; /* NULL until the first data_url fetch */
+    struct http_resp ures;      /* reused from request to request */
     struct buf text;                /* a data file's text, reused */
     struct log_limit limit_log;     /* rate limit of limit errors */
 };
@@ -141,7 +141,7 @@ static int template_create(const struct config *cfg, size_t route_index, void **
     s->max_output = cfg->template_max_output;
     s->max_data = cfg->template_max_data;
     s->cache_budget = cfg->template_data_cache;
-    upstream_resp_init(&s->ures);
+    http_resp_init(&s->ures);
     buf_init(&s->text);
     data_cache_users++;
     if (data_cache) /* a reload may have changed the budget */
@@ -174,9 +174,9 @@ static json_t *fetch_data(struct template_state *s, const struct request *req,
     }
     log_escape(&esc, url.data, url.len, 512);
     if (!s->client)
-        s->client = upstream_client_new();
+        s->client = http_client_new();
     static const char *const headers[] = {"Accept: application/json", NULL};
-    struct upstream_req ureq = {
+    struct http_req ureq = {
         .method = "GET",
         .url = url.data,
         .headers = headers,
@@ -186,8 +186,8 @@ static json_t *fetch_data(struct template_state *s, const struct request *req,
     };
     struct err e;
     err_clear(&e);
-    int rc = upstream_fetch(s->client, &ureq, &s->ures, &e);
-    if (rc < 0 && s->ures.failure == UPSTREAM_TOO_LARGE) {
+    int rc = http_fetch(s->client, &ureq, &s->ures, &e);
+    if (rc < 0 && s->ures.failure == HTTPC_TOO_LARGE) {
         char line[1024];
         snprintf(line, sizeof line,
                  "data_url %s: the document is larger than template.max_data (%zu bytes)",
@@ -219,7 +219,7 @@ static json_t *fetch_data(struct template_state *s, const struct request *req,
         response_error(resp, 500, "The page data is broken; the error is logged.");
     }
 out:
-    upstream_resp_reset(&s->ures, 1 << 20);
+    http_resp_reset(&s->ures, 1 << 20);
     buf_fini(&esc);
     buf_fini(&url);
     return data;
@@ -367,8 +367,8 @@ static void template_destroy(void *state)
         datacache_free(data_cache);
         data_cache = NULL;
     }
-    upstream_client_free(s->client);
-    upstream_resp_fini(&s->ures);
+    http_client_free(s->client);
+    http_resp_fini(&s->ures);
     buf_fini(&s->text);
     free(s);
 }

@@ -16,7 +16,7 @@
 #include "config.h"
 
 #include "memfill/request.h"
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/keypattern.h"
 #include "memfill/urinorm.h"
 

@@ -1,4 +1,4 @@
-/* mcwriter.c - the memcached writer: memcached's text protocol over one
+/* mcclient.c - the memcached writer: memcached's text protocol over one
  * mcconn per node, no distribution, every operation bounded by one
  * deadline so every outcome is known, counted, and known in time.
  *
@@ -19,7 +19,7 @@
  * command. */
 #include "config.h"
 
-#include "memfill/mcwriter.h"
+#include "memfill/mcclient.h"
 #include "memfill/keyesc.h"
 #include "memfill/mcconn.h"
 #include "memfill/util.h"
@@ -40,22 +40,22 @@
 /* `stats settings` has about 80 lines in memcached 1.6. */
 #define SETTINGS_LINES_MAX 1024
 
-struct mcw_node {
+struct mcc_node {
     struct mcconn *conn;
     char *address;
     size_t item_max;      /* item_size_max as last read, 0 until then */
     int settings_refused; /* the node answered ERROR to `stats settings` */
 };
 
-struct mcwriter {
+struct mcclient {
     const struct config *cfg;
-    struct mcw_node *nodes;
+    struct mcc_node *nodes;
     size_t n;
 };
 
-struct mcwriter *mcwriter_new(const struct config *cfg)
+struct mcclient *mcclient_new(const struct config *cfg)
 {
-    struct mcwriter *w = xcalloc(1, sizeof *w);
+    struct mcclient *w = xcalloc(1, sizeof *w);
     w->cfg = cfg;
     w->n = cfg->nservers;
     w->nodes = xcalloc(w->n ? w->n : 1, sizeof *w->nodes);
@@ -66,7 +66,7 @@ struct mcwriter *mcwriter_new(const struct config *cfg)
     return w;
 }
 
-void mcwriter_free(struct mcwriter *w)
+void mcclient_free(struct mcclient *w)
 {
     if (!w)
         return;
@@ -78,21 +78,21 @@ void mcwriter_free(struct mcwriter *w)
     free(w);
 }
 
-static enum mcw_result from_conn(enum mcconn_result r)
+static enum mcc_result from_conn(enum mcconn_result r)
 {
     switch (r) {
-    case MCCONN_OK: return MCW_OK;
-    case MCCONN_TIMEOUT: return MCW_TIMEOUT;
-    case MCCONN_CONNECTION: return MCW_CONNECTION;
-    default: return MCW_SERVER_ERROR;
+    case MCCONN_OK: return MCC_OK;
+    case MCCONN_TIMEOUT: return MCC_TIMEOUT;
+    case MCCONN_CONNECTION: return MCC_CONNECTION;
+    default: return MCC_SERVER_ERROR;
     }
 }
 
 /* Ends an operation with result r: the connection stays open only after
  * an expected reply with nothing behind it. */
-static enum mcw_result finish(struct mcw_node *nd, enum mcw_result r)
+static enum mcc_result finish(struct mcc_node *nd, enum mcc_result r)
 {
-    if ((r != MCW_OK && r != MCW_NOT_STORED) || mcconn_pending(nd->conn))
+    if ((r != MCC_OK && r != MCC_NOT_STORED) || mcconn_pending(nd->conn))
         mcconn_close(nd->conn);
     return r;
 }
@@ -125,7 +125,7 @@ static int line_starts(const char *line, size_t len, const char *word)
 
 /* Reads the node's item_size_max with `stats settings` by deadline. A
  * node that does not know the command (ERROR) is not asked again. */
-static enum mcw_result ask_settings(struct mcw_node *nd, uint64_t deadline)
+static enum mcc_result ask_settings(struct mcc_node *nd, uint64_t deadline)
 {
     static const char cmd[] = "stats settings\r\n";
     struct iovec iov = {(void *)cmd, sizeof cmd - 1};
@@ -142,28 +142,28 @@ static enum mcw_result ask_settings(struct mcw_node *nd, uint64_t deadline)
         if (line_is(line, len, "END")) {
             if (found)
                 nd->item_max = found;
-            return MCW_OK;
+            return MCC_OK;
         }
         if (i == 0 && line_is(line, len, "ERROR")) {
             nd->settings_refused = 1;
-            return MCW_OK;
+            return MCC_OK;
         }
         if (!line_starts(line, len, "STAT "))
-            return MCW_SERVER_ERROR;
+            return MCC_SERVER_ERROR;
         static const char name[] = "STAT item_size_max ";
         uint64_t v;
         if (line_starts(line, len, name) &&
             util_parse_u64(line + sizeof name - 1, len - (sizeof name - 1), SIZE_MAX, &v) == 0)
             found = (size_t)v;
     }
-    return MCW_SERVER_ERROR;
+    return MCC_SERVER_ERROR;
 }
 
 /* Starts an operation on node: sets *deadline (timeout_ms from now, for
  * the whole exchange) and makes sure a clean connection is open; a new
  * connection first learns the item limit, unless cache.max_item gives it,
  * within the same deadline. */
-static enum mcw_result begin(struct mcwriter *w, struct mcw_node *nd, uint64_t *deadline)
+static enum mcc_result begin(struct mcclient *w, struct mcc_node *nd, uint64_t *deadline)
 {
     uint64_t now = util_now_ms();
     *deadline = now + w->cfg->mc_timeout_ms;
@@ -171,16 +171,16 @@ static enum mcw_result begin(struct mcwriter *w, struct mcw_node *nd, uint64_t *
     if (connect_by > *deadline)
         connect_by = *deadline;
     int fresh;
-    enum mcw_result r = from_conn(mcconn_open(nd->conn, connect_by, &fresh));
-    if (r == MCW_OK && fresh && !w->cfg->max_item && !nd->settings_refused)
+    enum mcc_result r = from_conn(mcconn_open(nd->conn, connect_by, &fresh));
+    if (r == MCC_OK && fresh && !w->cfg->max_item && !nd->settings_refused)
         r = ask_settings(nd, *deadline);
-    if (r != MCW_OK)
+    if (r != MCC_OK)
         mcconn_close(nd->conn);
     return r;
 }
 
 /* The largest value node takes for a klen-byte key, 0 when not known. */
-static size_t value_limit(const struct mcwriter *w, const struct mcw_node *nd, size_t klen,
+static size_t value_limit(const struct mcclient *w, const struct mcc_node *nd, size_t klen,
                           uint32_t flags)
 {
     size_t max = w->cfg->max_item ? w->cfg->max_item : nd->item_max;
@@ -198,23 +198,23 @@ static long long expiry(unsigned exptime)
 /* One storage command (set, add, append): "<verb> <key> <flags> <exptime>
  * <bytes>\r\n<data>\r\n", answered by one line. check_limit refuses a value
  * above the node's known limit without sending it. */
-static enum mcw_result storage(struct mcwriter *w, size_t node, const char *verb, const char *key,
+static enum mcc_result storage(struct mcclient *w, size_t node, const char *verb, const char *key,
                                size_t klen, const void *value, size_t vlen, uint32_t flags,
                                unsigned exptime, int check_limit)
 {
     if (node >= w->n)
-        return MCW_CONNECTION;
+        return MCC_CONNECTION;
     if (!key_valid(key, klen))
-        return MCW_BAD_KEY;
-    struct mcw_node *nd = &w->nodes[node];
+        return MCC_BAD_KEY;
+    struct mcc_node *nd = &w->nodes[node];
     uint64_t deadline;
-    enum mcw_result r = begin(w, nd, &deadline);
-    if (r != MCW_OK)
+    enum mcc_result r = begin(w, nd, &deadline);
+    if (r != MCC_OK)
         return r;
     if (check_limit) {
         size_t limit = value_limit(w, nd, klen, flags);
         if (limit && vlen > limit)
-            return MCW_TOO_LARGE;
+            return MCC_TOO_LARGE;
     }
     char head[KEY_MAX_ESCAPED + 80];
     int hl = snprintf(head, sizeof head, "%s %.*s %" PRIu32 " %lld %zu\r\n", verb, (int)klen,
@@ -228,30 +228,30 @@ static enum mcw_result storage(struct mcwriter *w, size_t node, const char *verb
     if (cr != MCCONN_OK)
         return finish(nd, from_conn(cr));
     if (line_is(line, len, "STORED"))
-        r = MCW_OK;
+        r = MCC_OK;
     else if (line_is(line, len, "NOT_STORED") || line_is(line, len, "EXISTS") ||
              line_is(line, len, "NOT_FOUND"))
-        r = MCW_NOT_STORED;
+        r = MCC_NOT_STORED;
     else if (line_starts(line, len, "SERVER_ERROR") && strstr(line, "too large"))
-        r = MCW_TOO_LARGE;
+        r = MCC_TOO_LARGE;
     else
-        r = MCW_SERVER_ERROR; /* SERVER_ERROR, CLIENT_ERROR, ERROR, anything else */
+        r = MCC_SERVER_ERROR; /* SERVER_ERROR, CLIENT_ERROR, ERROR, anything else */
     return finish(nd, r);
 }
 
-enum mcw_result mcwriter_set(struct mcwriter *w, size_t node, const char *key, size_t klen,
+enum mcc_result mcclient_set(struct mcclient *w, size_t node, const char *key, size_t klen,
                              const void *value, size_t vlen, uint32_t flags, unsigned exptime)
 {
     return storage(w, node, "set", key, klen, value, vlen, flags, exptime, 1);
 }
 
-enum mcw_result mcwriter_add(struct mcwriter *w, size_t node, const char *key, size_t klen,
+enum mcc_result mcclient_add(struct mcclient *w, size_t node, const char *key, size_t klen,
                              const void *value, size_t vlen, uint32_t flags, unsigned exptime)
 {
     return storage(w, node, "add", key, klen, value, vlen, flags, exptime, 1);
 }
 
-enum mcw_result mcwriter_append(struct mcwriter *w, size_t node, const char *key, size_t klen,
+enum mcc_result mcclient_append(struct mcclient *w, size_t node, const char *key, size_t klen,
                                 const void *value, size_t vlen)
 {
     /* The item's final size is the stored one plus this: the node judges. */
@@ -259,12 +259,12 @@ enum mcw_result mcwriter_append(struct mcwriter *w, size_t node, const char *key
 }
 
 /* Sends "<verb> <key>\r\n" and reads the first reply line into *line. */
-static enum mcw_result keyed_command(struct mcwriter *w, struct mcw_node *nd, const char *verb,
+static enum mcc_result keyed_command(struct mcclient *w, struct mcc_node *nd, const char *verb,
                                      const char *key, size_t klen, uint64_t *deadline,
                                      const char **line, size_t *len)
 {
-    enum mcw_result r = begin(w, nd, deadline);
-    if (r != MCW_OK)
+    enum mcc_result r = begin(w, nd, deadline);
+    if (r != MCC_OK)
         return r;
     char head[KEY_MAX_ESCAPED + 16];
     int hl = snprintf(head, sizeof head, "%s %.*s\r\n", verb, (int)klen, key);
@@ -272,28 +272,28 @@ static enum mcw_result keyed_command(struct mcwriter *w, struct mcw_node *nd, co
     enum mcconn_result cr = mcconn_send(nd->conn, &iov, 1, *deadline);
     if (cr == MCCONN_OK)
         cr = mcconn_line(nd->conn, *deadline, line, len);
-    return cr == MCCONN_OK ? MCW_OK : finish(nd, from_conn(cr));
+    return cr == MCCONN_OK ? MCC_OK : finish(nd, from_conn(cr));
 }
 
-enum mcw_result mcwriter_delete(struct mcwriter *w, size_t node, const char *key, size_t klen)
+enum mcc_result mcclient_delete(struct mcclient *w, size_t node, const char *key, size_t klen)
 {
     if (node >= w->n)
-        return MCW_CONNECTION;
+        return MCC_CONNECTION;
     if (!key_valid(key, klen))
-        return MCW_BAD_KEY;
-    struct mcw_node *nd = &w->nodes[node];
+        return MCC_BAD_KEY;
+    struct mcc_node *nd = &w->nodes[node];
     uint64_t deadline;
     const char *line;
     size_t len;
-    enum mcw_result r = keyed_command(w, nd, "delete", key, klen, &deadline, &line, &len);
-    if (r != MCW_OK)
+    enum mcc_result r = keyed_command(w, nd, "delete", key, klen, &deadline, &line, &len);
+    if (r != MCC_OK)
         return r;
     if (line_is(line, len, "DELETED"))
-        r = MCW_OK;
+        r = MCC_OK;
     else if (line_is(line, len, "NOT_FOUND"))
-        r = MCW_NOT_STORED;
+        r = MCC_NOT_STORED;
     else
-        r = MCW_SERVER_ERROR;
+        r = MCC_SERVER_ERROR;
     return finish(nd, r);
 }
 
@@ -317,7 +317,7 @@ static int parse_value_line(const char *line, size_t len, const char *key, size_
     return 0;
 }
 
-enum mcw_result mcwriter_get(struct mcwriter *w, size_t node, const char *key, size_t klen,
+enum mcc_result mcclient_get(struct mcclient *w, size_t node, const char *key, size_t klen,
                              char **out, size_t *outlen, uint32_t *flags)
 {
     *out = NULL;
@@ -325,24 +325,24 @@ enum mcw_result mcwriter_get(struct mcwriter *w, size_t node, const char *key, s
     if (flags)
         *flags = 0;
     if (node >= w->n)
-        return MCW_CONNECTION;
+        return MCC_CONNECTION;
     if (!key_valid(key, klen))
-        return MCW_BAD_KEY;
-    struct mcw_node *nd = &w->nodes[node];
+        return MCC_BAD_KEY;
+    struct mcc_node *nd = &w->nodes[node];
     uint64_t deadline;
     const char *line;
     size_t len;
-    enum mcw_result r = keyed_command(w, nd, "get", key, klen, &deadline, &line, &len);
-    if (r != MCW_OK)
+    enum mcc_result r = keyed_command(w, nd, "get", key, klen, &deadline, &line, &len);
+    if (r != MCC_OK)
         return r;
     if (line_is(line, len, "END"))
-        return finish(nd, MCW_NOT_STORED);
+        return finish(nd, MCC_NOT_STORED);
     uint32_t f;
     size_t bytes;
     size_t cap = w->cfg->max_item > nd->item_max ? w->cfg->max_item : nd->item_max;
     if (parse_value_line(line, len, key, klen, &f, &bytes) < 0 ||
         bytes > (cap ? cap : VALUE_MAX_UNKNOWN))
-        return finish(nd, MCW_SERVER_ERROR);
+        return finish(nd, MCC_SERVER_ERROR);
     struct buf v = BUF_INIT;
     enum mcconn_result cr = mcconn_read(nd->conn, deadline, &v, bytes);
     if (cr == MCCONN_OK)
@@ -361,22 +361,22 @@ enum mcw_result mcwriter_get(struct mcwriter *w, size_t node, const char *key, s
     *out = buf_steal(&v);
     if (flags)
         *flags = f;
-    return finish(nd, MCW_OK);
+    return finish(nd, MCC_OK);
 }
 
-size_t mcwriter_item_limit(struct mcwriter *w, size_t node, size_t klen, uint32_t flags)
+size_t mcclient_item_limit(struct mcclient *w, size_t node, size_t klen, uint32_t flags)
 {
     return node < w->n ? value_limit(w, &w->nodes[node], klen, flags) : 0;
 }
 
-const char *mcwriter_result_name(enum mcw_result r)
+const char *mcclient_result_name(enum mcc_result r)
 {
     static const char *const names[] = {"ok",      "not_stored", "too_large",   "bad_key",
                                         "timeout", "connection", "server_error"};
     return (unsigned)r < sizeof names / sizeof *names ? names[r] : "?";
 }
 
-const char *mcwriter_node_address(const struct mcwriter *w, size_t node)
+const char *mcclient_node_address(const struct mcclient *w, size_t node)
 {
     return node < w->n ? w->nodes[node].address : "";
 }

@@ -14,7 +14,7 @@
  * systemd, runit or spawn-fcgi -n supervise the master. */
 #include "config.h"
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/listen.h"
 #include "memfill/log.h"
 #include "memfill/master.h"

@@ -16,7 +16,7 @@ int admin_addr_allowed(const struct config *cfg, const char *remote_addr)
 int admin_allowed(const struct config *cfg, const char *remote_addr, const char *token)
 {
     /* An empty token never opens anything (the config check refuses it
-     * too, see config.c). */
+     * too, see conf.c). */
     if (!cfg->admin_token || !*cfg->admin_token || !token || !remote_addr)
         return 0;
     size_t a = strlen(cfg->admin_token), b = strlen(token);

@@ -17,7 +17,7 @@
 
 #include "memfill/listen.h"
 #include "memfill/addr.h"
-#include "memfill/config.h"
+#include "memfill/conf.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -9,7 +9,7 @@
  *   2. die with the master (PR_SET_PDEATHSIG = SIGUSR2, see on_orphan), and
  *      check it is still there.
  *   3. per-process resources: libfcgi request, memcached handles (the
- *      mcwriter connects lazily, so nothing opened before fork is reused).
+ *      mcclient connects lazily, so nothing opened before fork is reused).
  * Waiting for a request: libfcgi's accept loop checks "shutdown pending"
  * and then blocks in accept(); a SIGTERM landing between the two runs its
  * handler before accept() starts, so there is no EINTR and the worker
@@ -41,7 +41,7 @@
 #include "memfill/admin.h"
 #include "memfill/fcgi.h"
 #include "memfill/log.h"
-#include "memfill/mcwriter.h"
+#include "memfill/mcclient.h"
 #include "memfill/purge.h"
 #include "memfill/stampede.h"
 #include "memfill/store.h"
@@ -159,7 +159,7 @@ struct worker {
     const struct config *cfg;
     struct stats_slot *slot;
     struct fcgi_conn *conn;
-    struct mcwriter *mc;
+    struct mcclient *mc;
     struct request req;
     struct response resp;
     struct route_match match;
@@ -363,7 +363,7 @@ static void log_notes(struct worker *w)
             buf_append_str(s, "node drift: nginx read key \"");
             log_escape(s, j->esc_key.data, j->esc_key.len, 200);
             buf_printf(s, "\" from %s, memfill computes %s; writing where nginx reads",
-                       mcwriter_node_address(w->mc, (size_t)j->node),
+                       mcclient_node_address(w->mc, (size_t)j->node),
                        nodesel_server(w->site->nodes, (size_t)j->computed_node)->address);
             log_note(w, NOTE_NODE_DRIFT, s);
         }
@@ -434,7 +434,7 @@ static void serve_one(struct worker *w, char **envp)
         w->slot->node_usec[loc->node] += usec;
     }
     if (store_outcome_failed(outcome))
-        log_warn("store failed on %s: %s", mcwriter_node_address(w->mc, (size_t)loc->node),
+        log_warn("store failed on %s: %s", mcclient_node_address(w->mc, (size_t)loc->node),
                  store_outcome_name(outcome));
     if (w->cfg->access_log) {
         log_access("%s %d %zu %llums %s%s", s->data, w->resp.status, w->resp.body.len,
@@ -476,7 +476,7 @@ void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t
         log_perr(LOG_ERROR, "cannot initialise libfcgi and the params deadline");
         _exit(70);
     }
-    w.mc = mcwriter_new(w.cfg);
+    w.mc = mcclient_new(w.cfg);
     response_init(&w.resp);
     route_match_init(&w.match);
     store_job_init(&w.job);
@@ -548,7 +548,7 @@ void worker_run(const struct site *site, int listen_fd, struct stats *st, size_t
     buf_fini(&w.body);
     buf_fini(&w.scratch);
     buf_fini(&w.gz);
-    mcwriter_free(w.mc);
+    mcclient_free(w.mc);
     fcgi_conn_free(w.conn);
     _exit(0);
 }

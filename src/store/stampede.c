@@ -116,18 +116,18 @@ static int serve_item(const struct config *cfg, const struct config_route *r, co
 enum look { LOOK_MISS, LOOK_SERVED, LOOK_ERROR };
 
 /* Looks for the page; serves it when it is there. */
-static enum look look_page(const struct site *site, struct mcwriter *mc,
+static enum look look_page(const struct site *site, struct mcclient *mc,
                            const struct store_location *loc, size_t route,
                            struct response *resp)
 {
     char *v = NULL;
     size_t vlen = 0;
     uint32_t flags = 0;
-    enum mcw_result r = mcwriter_get(mc, (size_t)loc->node, loc->esc_key.data, loc->esc_key.len,
+    enum mcc_result r = mcclient_get(mc, (size_t)loc->node, loc->esc_key.data, loc->esc_key.len,
                                      &v, &vlen, &flags);
-    if (r == MCW_NOT_STORED)
+    if (r == MCC_NOT_STORED)
         return LOOK_MISS;
-    if (r != MCW_OK)
+    if (r != MCC_OK)
         return LOOK_ERROR;
     int rc = serve_item(site->cfg, &site->cfg->routes[route], v, vlen, flags, resp);
     free(v);
@@ -136,15 +136,15 @@ static enum look look_page(const struct site *site, struct mcwriter *mc,
 
 enum lock_state { LOCK_GONE, LOCK_HELD, LOCK_PASS, LOCK_ERROR };
 
-static enum lock_state look_lock(struct stampede *s, struct mcwriter *mc)
+static enum lock_state look_lock(struct stampede *s, struct mcclient *mc)
 {
     char *v = NULL;
     size_t vlen = 0;
-    enum mcw_result r =
-        mcwriter_get(mc, s->node, s->lock_key.data, s->lock_key.len, &v, &vlen, NULL);
-    if (r == MCW_NOT_STORED)
+    enum mcc_result r =
+        mcclient_get(mc, s->node, s->lock_key.data, s->lock_key.len, &v, &vlen, NULL);
+    if (r == MCC_NOT_STORED)
         return LOCK_GONE;
-    if (r != MCW_OK)
+    if (r != MCC_OK)
         return LOCK_ERROR;
     int pass = vlen == sizeof PASS_MARK - 1 && memcmp(v, PASS_MARK, vlen) == 0;
     free(v);
@@ -152,7 +152,7 @@ static enum lock_state look_lock(struct stampede *s, struct mcwriter *mc)
 }
 
 enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
-                                    struct mcwriter *mc, const struct request *req, size_t route,
+                                    struct mcclient *mc, const struct request *req, size_t route,
                                     const struct store_location *loc, struct response *resp)
 {
     const struct config *cfg = site->cfg;
@@ -169,19 +169,19 @@ enum stampede_result stampede_enter(struct stampede *s, const struct site *site,
     uint64_t deadline = util_now_ms() + cfg->lock_wait_ms;
     enum stampede_result out = STAMPEDE_OFF;
     for (;;) {
-        enum mcw_result a = mcwriter_add(mc, s->node, s->lock_key.data, s->lock_key.len,
+        enum mcc_result a = mcclient_add(mc, s->node, s->lock_key.data, s->lock_key.len,
                                          s->token, strlen(s->token), 0, cfg->lock_ttl);
-        if (a == MCW_OK) {
+        if (a == MCC_OK) {
             /* A request queued while the page was produced: it is there now. */
             if (look_page(site, mc, loc, route, resp) == LOOK_SERVED) {
-                mcwriter_delete(mc, s->node, s->lock_key.data, s->lock_key.len);
+                mcclient_delete(mc, s->node, s->lock_key.data, s->lock_key.len);
                 out = STAMPEDE_SERVED;
             } else {
                 out = STAMPEDE_HOLDER;
             }
             break;
         }
-        if (a != MCW_NOT_STORED)
+        if (a != MCC_NOT_STORED)
             break; /* memcached trouble: no protection */
         /* Someone holds it: wait for the page. */
         enum lock_state ls = LOCK_HELD;
@@ -232,21 +232,21 @@ void stampede_settle(const struct stampede *s, struct store_job *job)
         job->decision = OUTCOME_SKIP_LOCK_LOST;
 }
 
-void stampede_leave(struct stampede *s, struct mcwriter *mc, enum store_outcome outcome)
+void stampede_leave(struct stampede *s, struct mcclient *mc, enum store_outcome outcome)
 {
     if (s->result == STAMPEDE_HOLDER) {
         if (outcome == OUTCOME_STORED) {
             char *v = NULL;
             size_t vlen = 0;
-            enum mcw_result r =
-                mcwriter_get(mc, s->node, s->lock_key.data, s->lock_key.len, &v, &vlen, NULL);
-            if (r == MCW_OK && vlen == strlen(s->token) && memcmp(v, s->token, vlen) == 0)
-                mcwriter_delete(mc, s->node, s->lock_key.data, s->lock_key.len);
+            enum mcc_result r =
+                mcclient_get(mc, s->node, s->lock_key.data, s->lock_key.len, &v, &vlen, NULL);
+            if (r == MCC_OK && vlen == strlen(s->token) && memcmp(v, s->token, vlen) == 0)
+                mcclient_delete(mc, s->node, s->lock_key.data, s->lock_key.len);
             free(v);
         } else {
             /* Not storable (or the store failed): let the others produce
              * it in parallel for a while instead of queueing. */
-            mcwriter_set(mc, s->node, s->lock_key.data, s->lock_key.len, PASS_MARK,
+            mcclient_set(mc, s->node, s->lock_key.data, s->lock_key.len, PASS_MARK,
                          sizeof PASS_MARK - 1, 0, s->ttl);
         }
     }

@@ -1,4 +1,4 @@
-/* upstream.c - the HTTP client behind the upstream handler and URL data
+/* httpclient.c - the HTTP client behind the upstream handler and URL data
  * sources; the only file that includes <curl/curl.h>.
  *
  * One easy handle per client, reused from request to request so curl's
@@ -20,7 +20,7 @@
  * lines after the block's end are trailers, which are dropped. */
 #include "config.h"
 
-#include "memfill/upstream.h"
+#include "memfill/httpclient.h"
 #include "memfill/util.h"
 
 #include <curl/curl.h>
@@ -32,7 +32,7 @@
 /* Headers beyond this many make the response a protocol error. */
 #define UPSTREAM_MAX_HEADERS 256
 
-struct upstream_client {
+struct http_client {
     CURL *curl;
     pid_t pid; /* process that created curl */
     char errbuf[CURL_ERROR_SIZE];
@@ -49,20 +49,20 @@ static struct abandoned *abandoned_list;
 
 /* What the callbacks of one fetch share. */
 struct fetch_state {
-    struct upstream_resp *resp;
+    struct http_resp *resp;
     size_t max_bytes;
     int too_large;  /* the write callback refused the body */
     int bad_header; /* the header callback refused a line */
     int block_done; /* the blank line ending the header block was seen */
 };
 
-void upstream_resp_init(struct upstream_resp *resp)
+void http_resp_init(struct http_resp *resp)
 {
     memset(resp, 0, sizeof *resp);
     buf_init(&resp->body);
 }
 
-static void clear_headers(struct upstream_resp *resp)
+static void clear_headers(struct http_resp *resp)
 {
     for (size_t i = 0; i < resp->nheaders; i++) {
         free(resp->headers[i].name);
@@ -71,7 +71,7 @@ static void clear_headers(struct upstream_resp *resp)
     resp->nheaders = 0;
 }
 
-void upstream_resp_fini(struct upstream_resp *resp)
+void http_resp_fini(struct http_resp *resp)
 {
     clear_headers(resp);
     free(resp->headers);
@@ -79,15 +79,15 @@ void upstream_resp_fini(struct upstream_resp *resp)
     memset(resp, 0, sizeof *resp);
 }
 
-void upstream_resp_reset(struct upstream_resp *resp, size_t keep)
+void http_resp_reset(struct http_resp *resp, size_t keep)
 {
     clear_headers(resp);
     buf_reset(&resp->body, keep);
     resp->status = 0;
-    resp->failure = UPSTREAM_OK;
+    resp->failure = HTTPC_OK;
 }
 
-const struct upstream_header *upstream_resp_header(const struct upstream_resp *resp,
+const struct http_header *http_resp_header(const struct http_resp *resp,
                                                    const char *name)
 {
     size_t n = strlen(name);
@@ -97,26 +97,26 @@ const struct upstream_header *upstream_resp_header(const struct upstream_resp *r
     return NULL;
 }
 
-const char *upstream_failure_name(enum upstream_failure f)
+const char *http_failure_name(enum http_failure f)
 {
     switch (f) {
-    case UPSTREAM_OK: return "ok";
-    case UPSTREAM_CONNECT: return "connect";
-    case UPSTREAM_TIMEOUT: return "timeout";
-    case UPSTREAM_TOO_LARGE: return "too large";
-    case UPSTREAM_PROTOCOL: return "protocol";
-    case UPSTREAM_REQUEST: return "request";
+    case HTTPC_OK: return "ok";
+    case HTTPC_CONNECT: return "connect";
+    case HTTPC_TIMEOUT: return "timeout";
+    case HTTPC_TOO_LARGE: return "too large";
+    case HTTPC_PROTOCOL: return "protocol";
+    case HTTPC_REQUEST: return "request";
     }
     return "unknown";
 }
 
-struct upstream_client *upstream_client_new(void)
+struct http_client *http_client_new(void)
 {
-    return xcalloc(1, sizeof(struct upstream_client));
+    return xcalloc(1, sizeof(struct http_client));
 }
 
 /* Drops c's handle if it was inherited across fork (see the top). */
-static void abandon(struct upstream_client *c)
+static void abandon(struct http_client *c)
 {
     if (!c->curl || c->pid == getpid())
         return;
@@ -127,7 +127,7 @@ static void abandon(struct upstream_client *c)
     c->curl = NULL;
 }
 
-void upstream_client_free(struct upstream_client *c)
+void http_client_free(struct http_client *c)
 {
     if (!c)
         return;
@@ -140,7 +140,7 @@ void upstream_client_free(struct upstream_client *c)
 }
 
 /* Makes sure c has a handle of this process. Returns 0 or -1. */
-static int client_ready(struct upstream_client *c)
+static int client_ready(struct http_client *c)
 {
     pid_t me = getpid();
     if (c->curl && c->pid == me)
@@ -162,14 +162,14 @@ static int is_blank(char ch)
     return ch == ' ' || ch == '\t';
 }
 
-static void add_header(struct upstream_resp *resp, const char *name, size_t nlen,
+static void add_header(struct http_resp *resp, const char *name, size_t nlen,
                        const char *value, size_t vlen)
 {
     if (resp->nheaders == resp->headers_cap) {
         resp->headers_cap = resp->headers_cap ? resp->headers_cap * 2 : 16;
         resp->headers = xrealloc(resp->headers, resp->headers_cap * sizeof *resp->headers);
     }
-    struct upstream_header *h = &resp->headers[resp->nheaders++];
+    struct http_header *h = &resp->headers[resp->nheaders++];
     h->name = xstrndup(name, nlen);
     h->name_len = nlen;
     h->value = xstrndup(value, vlen);
@@ -177,7 +177,7 @@ static void add_header(struct upstream_resp *resp, const char *name, size_t nlen
 }
 
 /* Joins an obsolete folded line onto the previous header's value. */
-static void fold_header(struct upstream_header *h, const char *more, size_t n)
+static void fold_header(struct http_header *h, const char *more, size_t n)
 {
     char *v = xmalloc(h->value_len + 1 + n + 1);
     memcpy(v, h->value, h->value_len);
@@ -213,7 +213,7 @@ static int parse_status_line(const char *p, size_t n)
 static size_t on_header(char *data, size_t size, size_t nitems, void *userdata)
 {
     struct fetch_state *fs = userdata;
-    struct upstream_resp *resp = fs->resp;
+    struct http_resp *resp = fs->resp;
     size_t total = size * nitems;
     size_t n = total;
     while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
@@ -293,15 +293,15 @@ static int method_ok(const char *m)
     return 1;
 }
 
-static enum upstream_failure classify(CURLcode rc, const struct fetch_state *fs)
+static enum http_failure classify(CURLcode rc, const struct fetch_state *fs)
 {
     if (fs->too_large || rc == CURLE_FILESIZE_EXCEEDED)
-        return UPSTREAM_TOO_LARGE;
+        return HTTPC_TOO_LARGE;
     if (fs->bad_header)
-        return UPSTREAM_PROTOCOL;
+        return HTTPC_PROTOCOL;
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
-        return UPSTREAM_TIMEOUT;
+        return HTTPC_TIMEOUT;
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -310,21 +310,21 @@ static enum upstream_failure classify(CURLcode rc, const struct fetch_state *fs)
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CIPHER:
-        return UPSTREAM_CONNECT;
+        return HTTPC_CONNECT;
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_BAD_FUNCTION_ARGUMENT:
-        return UPSTREAM_REQUEST;
+        return HTTPC_REQUEST;
     default:
-        return UPSTREAM_PROTOCOL;
+        return HTTPC_PROTOCOL;
     }
 }
 
-static int fail(struct upstream_resp *resp, enum upstream_failure f, struct err *err,
+static int fail(struct http_resp *resp, enum http_failure f, struct err *err,
                 const char *detail)
 {
     resp->failure = f;
-    err_set(err, NULL, 0, 0, "origin %s: %s", upstream_failure_name(f), detail);
+    err_set(err, NULL, 0, 0, "origin %s: %s", http_failure_name(f), detail);
     return -1;
 }
 
@@ -358,7 +358,7 @@ static struct curl_slist *build_headers(const char *const *lines, int *ok)
 }
 
 /* Sets every option of one request; returns CURLE_OK or the first error. */
-static CURLcode set_options(struct upstream_client *c, const struct upstream_req *req,
+static CURLcode set_options(struct http_client *c, const struct http_req *req,
                             struct curl_slist *hdrs, struct fetch_state *fs)
 {
     CURL *h = c->curl;
@@ -407,18 +407,18 @@ static CURLcode set_options(struct upstream_client *c, const struct upstream_req
     return rc;
 }
 
-int upstream_fetch(struct upstream_client *c, const struct upstream_req *req,
-                   struct upstream_resp *resp, struct err *err)
+int http_fetch(struct http_client *c, const struct http_req *req,
+                   struct http_resp *resp, struct err *err)
 {
     int saved_errno = errno;
-    upstream_resp_reset(resp, 1 << 20);
+    http_resp_reset(resp, 1 << 20);
     int ret = -1;
     if (!req->url || (req->method && !method_ok(req->method))) {
-        fail(resp, UPSTREAM_REQUEST, err, "no URL, or an invalid method");
+        fail(resp, HTTPC_REQUEST, err, "no URL, or an invalid method");
         goto out;
     }
     if (client_ready(c) < 0) {
-        fail(resp, UPSTREAM_REQUEST, err, "curl could not be initialised");
+        fail(resp, HTTPC_REQUEST, err, "curl could not be initialised");
         goto out;
     }
     curl_easy_reset(c->curl);
@@ -440,7 +440,7 @@ int upstream_fetch(struct upstream_client *c, const struct upstream_req *req,
     if (rc != CURLE_OK) {
         fail(resp, classify(rc, &fs), err, c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
     } else if (resp->status < 100 || resp->status > 999) {
-        fail(resp, UPSTREAM_PROTOCOL, err, "no valid status line");
+        fail(resp, HTTPC_PROTOCOL, err, "no valid status line");
     } else {
         ret = 0;
     }

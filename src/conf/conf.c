@@ -1,4 +1,4 @@
-/* config.c - loads memfill's JSON config into an immutable struct config.
+/* conf.c - loads memfill's JSON config into an immutable struct config.
  *
  * Every key is one row of a table (struct config_key): where it sits, its
  * type, bounds and default. One generic walker applies defaults, rejects
@@ -10,7 +10,7 @@
  * after config_load returns, nothing refers to the jansson tree. */
 #include "config.h"
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/buf.h"
 #include "memfill/addr.h"
 #include "memfill/jsonpos.h"

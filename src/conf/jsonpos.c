@@ -3,7 +3,7 @@
  * It runs after jansson has accepted the text, so it can be lenient: it
  * never fails, it stops at the first thing it does not understand. Nesting
  * is bounded (JSONPOS_MAX_DEPTH) so hostile input cannot exhaust the stack.
- * Paths are built the way config.c names keys: members joined with '.',
+ * Paths are built the way conf.c names keys: members joined with '.',
  * array elements as "[i]". */
 #include "config.h"
 

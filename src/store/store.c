@@ -237,7 +237,7 @@ int store_gzip(const void *data, size_t len, struct buf *out)
     return rc == Z_STREAM_END ? 0 : -1;
 }
 
-enum store_outcome store_execute(struct mcwriter *w, const struct store_job *job,
+enum store_outcome store_execute(struct mcclient *w, const struct store_job *job,
                                  const void *value, size_t vlen, struct buf *gz,
                                  uint64_t *usec)
 {
@@ -260,21 +260,21 @@ enum store_outcome store_execute(struct mcwriter *w, const struct store_job *job
         value = gz->data;
         vlen = gz->len;
     }
-    size_t limit = mcwriter_item_limit(w, (size_t)job->loc.node, job->loc.esc_key.len, job->flags);
+    size_t limit = mcclient_item_limit(w, (size_t)job->loc.node, job->loc.esc_key.len, job->flags);
     if (limit && vlen > limit) {
         out = OUTCOME_SKIP_SIZE;
     } else {
-        enum mcw_result r = mcwriter_set(w, (size_t)job->loc.node, job->loc.esc_key.data,
+        enum mcc_result r = mcclient_set(w, (size_t)job->loc.node, job->loc.esc_key.data,
                                          job->loc.esc_key.len, value, vlen, job->flags, job->ttl);
         switch (r) {
-        case MCW_OK: out = OUTCOME_STORED; break;
-        case MCW_TOO_LARGE:
+        case MCC_OK: out = OUTCOME_STORED; break;
+        case MCC_TOO_LARGE:
             /* Above the limit the set learned when it connected: a skip. */
-            limit = mcwriter_item_limit(w, (size_t)job->loc.node, job->loc.esc_key.len, job->flags);
+            limit = mcclient_item_limit(w, (size_t)job->loc.node, job->loc.esc_key.len, job->flags);
             out = limit && vlen > limit ? OUTCOME_SKIP_SIZE : OUTCOME_FAIL_TOO_LARGE;
             break;
-        case MCW_TIMEOUT: out = OUTCOME_FAIL_TIMEOUT; break;
-        case MCW_CONNECTION: out = OUTCOME_FAIL_CONNECTION; break;
+        case MCC_TIMEOUT: out = OUTCOME_FAIL_TIMEOUT; break;
+        case MCC_CONNECTION: out = OUTCOME_FAIL_CONNECTION; break;
         default: out = OUTCOME_FAIL_SERVER; break;
         }
     }

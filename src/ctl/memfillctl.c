@@ -12,7 +12,7 @@
 #include "config.h"
 
 #include "memfill/adminclient.h"
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/discovery.h"
 #include "memfill/keyesc.h"
 #include "memfill/keyloc.h"
@@ -329,7 +329,7 @@ static int cmd_purge(int argc, char **argv)
             config_free(cfg);
         return EX_CONFIG;
     }
-    struct mcwriter *mc = mcwriter_new(cfg);
+    struct mcclient *mc = mcclient_new(cfg);
     int rc = 0;
     for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
@@ -374,7 +374,7 @@ static int cmd_purge(int argc, char **argv)
         buf_fini(&esc);
         buf_fini(&raw);
     }
-    mcwriter_free(mc);
+    mcclient_free(mc);
     key_pattern_free(pat);
     config_free(cfg);
     return rc;

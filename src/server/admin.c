@@ -31,7 +31,7 @@ static void answer(struct response *resp, int status, const char *json)
  * with the number left out: anyone who can reach nginx can send them. */
 #define REFUSAL_LOG_MS 10000
 
-void admin_purge(const struct site *site, struct mcwriter *mc, const struct request *req,
+void admin_purge(const struct site *site, struct mcclient *mc, const struct request *req,
                  struct response *resp, struct stats_slot *slot)
 {
     const char *addr = request_param(req, "REMOTE_ADDR");

@@ -1,4 +1,4 @@
-/* check_mcwriter.c - the memcached writer against a real memcached and
+/* check_mcclient.c - the memcached writer against a real memcached and
  * against fake nodes that misbehave on purpose.
  *
  * "real": two memcached processes (TCP on 127.0.0.1, and a unix socket),
@@ -20,9 +20,9 @@
  * MEMFILL_NO_SKIP=1. */
 #include "config.h"
 
-#include "memfill/config.h"
+#include "memfill/conf.h"
 #include "memfill/err.h"
-#include "memfill/mcwriter.h"
+#include "memfill/mcclient.h"
 #include "memfill/util.h"
 #include "testutil.h"
 
@@ -183,7 +183,7 @@ static void real_start(void)
         close(fd);
     mc_pid = fd >= 0 ? memcached_start(mc_port, NULL) : -1;
     const char *tmp = getenv("TMPDIR");
-    snprintf(mc_unix, sizeof mc_unix, "%s/check_mcwriter.%ld.sock", tmp && *tmp ? tmp : "/tmp",
+    snprintf(mc_unix, sizeof mc_unix, "%s/check_mcclient.%ld.sock", tmp && *tmp ? tmp : "/tmp",
              (long)getpid());
     unlink(mc_unix);
     mcu_pid = memcached_start(0, mc_unix);
@@ -199,7 +199,7 @@ static void real_stop(void)
 /* ---- a writer for one node ---- */
 
 static struct config *cfg;
-static struct mcwriter *w;
+static struct mcclient *w;
 
 static void writer_open(const char *address, unsigned timeout_ms, unsigned long max_item)
 {
@@ -212,7 +212,7 @@ static void writer_open(const char *address, unsigned timeout_ms, unsigned long 
     err_clear(&e);
     cfg = config_load_string(json, strlen(json), "test", NULL, CONFIG_ALLOW_NO_ROUTES, &e);
     ck_assert_msg(cfg != NULL, "config: %s", e.text);
-    w = mcwriter_new(cfg);
+    w = mcclient_new(cfg);
 }
 
 static void writer_open_real(unsigned long max_item)
@@ -225,22 +225,22 @@ static void writer_open_real(unsigned long max_item)
 
 static void writer_close(void)
 {
-    mcwriter_free(w);
+    mcclient_free(w);
     config_free(cfg);
     w = NULL;
     cfg = NULL;
 }
 
-/* Gets key; asserts the result and, for MCW_OK, the value and flags. */
-static void expect_get(const char *key, enum mcw_result want, const char *value, uint32_t flags)
+/* Gets key; asserts the result and, for MCC_OK, the value and flags. */
+static void expect_get(const char *key, enum mcc_result want, const char *value, uint32_t flags)
 {
     char *v = NULL;
     size_t vlen = 0;
     uint32_t f = 12345;
-    enum mcw_result r = mcwriter_get(w, 0, key, strlen(key), &v, &vlen, &f);
-    ck_assert_msg(r == want, "get %s: %s, expected %s", key, mcwriter_result_name(r),
-                  mcwriter_result_name(want));
-    if (want == MCW_OK) {
+    enum mcc_result r = mcclient_get(w, 0, key, strlen(key), &v, &vlen, &f);
+    ck_assert_msg(r == want, "get %s: %s, expected %s", key, mcclient_result_name(r),
+                  mcclient_result_name(want));
+    if (want == MCC_OK) {
         ck_assert_uint_eq(vlen, strlen(value));
         ck_assert_mem_eq(v, value, vlen);
         ck_assert_int_eq(v[vlen], '\0');
@@ -251,10 +251,10 @@ static void expect_get(const char *key, enum mcw_result want, const char *value,
     free(v);
 }
 
-static enum mcw_result set_str(const char *key, const char *value, uint32_t flags,
+static enum mcc_result set_str(const char *key, const char *value, uint32_t flags,
                                unsigned exptime)
 {
-    return mcwriter_set(w, 0, key, strlen(key), value, strlen(value), flags, exptime);
+    return mcclient_set(w, 0, key, strlen(key), value, strlen(value), flags, exptime);
 }
 
 /* A key unique to this test process, so tests never see each other's items. */
@@ -263,7 +263,7 @@ static const char *ukey(const char *name)
     static char k[8][96];
     static int next;
     char *p = k[next++ % 8];
-    snprintf(p, sizeof k[0], "check_mcwriter/%ld/%s", (long)getpid(), name);
+    snprintf(p, sizeof k[0], "check_mcclient/%ld/%s", (long)getpid(), name);
     return p;
 }
 
@@ -271,16 +271,16 @@ START_TEST(test_set_get_flags)
 {
     writer_open_real(0);
     const char *k = ukey("a");
-    expect_get(k, MCW_NOT_STORED, NULL, 0);
-    ck_assert_int_eq(set_str(k, "hello", 0, 300), MCW_OK);
-    expect_get(k, MCW_OK, "hello", 0);
-    ck_assert_int_eq(set_str(k, "again", 0xfeedbeefu, 300), MCW_OK);
-    expect_get(k, MCW_OK, "again", 0xfeedbeefu);
-    ck_assert_int_eq(set_str(k, "", 0, 0), MCW_OK);
-    expect_get(k, MCW_OK, "", 0);
+    expect_get(k, MCC_NOT_STORED, NULL, 0);
+    ck_assert_int_eq(set_str(k, "hello", 0, 300), MCC_OK);
+    expect_get(k, MCC_OK, "hello", 0);
+    ck_assert_int_eq(set_str(k, "again", 0xfeedbeefu, 300), MCC_OK);
+    expect_get(k, MCC_OK, "again", 0xfeedbeefu);
+    ck_assert_int_eq(set_str(k, "", 0, 0), MCC_OK);
+    expect_get(k, MCC_OK, "", 0);
     /* beyond 30 days memcached wants an absolute time: still readable */
-    ck_assert_int_eq(set_str(k, "long", 0, 40u * 86400u), MCW_OK);
-    expect_get(k, MCW_OK, "long", 0);
+    ck_assert_int_eq(set_str(k, "long", 0, 40u * 86400u), MCC_OK);
+    expect_get(k, MCC_OK, "long", 0);
     writer_close();
 }
 END_TEST
@@ -289,14 +289,14 @@ START_TEST(test_add_append_delete)
 {
     writer_open_real(0);
     const char *k = ukey("b");
-    ck_assert_int_eq(mcwriter_append(w, 0, k, strlen(k), "x", 1), MCW_NOT_STORED);
-    ck_assert_int_eq(mcwriter_add(w, 0, k, strlen(k), "one", 3, 7, 300), MCW_OK);
-    ck_assert_int_eq(mcwriter_add(w, 0, k, strlen(k), "two", 3, 0, 300), MCW_NOT_STORED);
-    ck_assert_int_eq(mcwriter_append(w, 0, k, strlen(k), " more", 5), MCW_OK);
-    expect_get(k, MCW_OK, "one more", 7);
-    ck_assert_int_eq(mcwriter_delete(w, 0, k, strlen(k)), MCW_OK);
-    ck_assert_int_eq(mcwriter_delete(w, 0, k, strlen(k)), MCW_NOT_STORED);
-    expect_get(k, MCW_NOT_STORED, NULL, 0);
+    ck_assert_int_eq(mcclient_append(w, 0, k, strlen(k), "x", 1), MCC_NOT_STORED);
+    ck_assert_int_eq(mcclient_add(w, 0, k, strlen(k), "one", 3, 7, 300), MCC_OK);
+    ck_assert_int_eq(mcclient_add(w, 0, k, strlen(k), "two", 3, 0, 300), MCC_NOT_STORED);
+    ck_assert_int_eq(mcclient_append(w, 0, k, strlen(k), " more", 5), MCC_OK);
+    expect_get(k, MCC_OK, "one more", 7);
+    ck_assert_int_eq(mcclient_delete(w, 0, k, strlen(k)), MCC_OK);
+    ck_assert_int_eq(mcclient_delete(w, 0, k, strlen(k)), MCC_NOT_STORED);
+    expect_get(k, MCC_NOT_STORED, NULL, 0);
     writer_close();
 }
 END_TEST
@@ -310,10 +310,10 @@ START_TEST(test_large_value)
     for (size_t i = 0; i < n; i++)
         v[i] = (char)(i * 131 % 251); /* every byte value but a few, "\r\n" included */
     v[n] = '\0';
-    ck_assert_int_eq(mcwriter_set(w, 0, k, strlen(k), v, n, 0, 300), MCW_OK);
+    ck_assert_int_eq(mcclient_set(w, 0, k, strlen(k), v, n, 0, 300), MCC_OK);
     char *got = NULL;
     size_t glen = 0;
-    ck_assert_int_eq(mcwriter_get(w, 0, k, strlen(k), &got, &glen, NULL), MCW_OK);
+    ck_assert_int_eq(mcclient_get(w, 0, k, strlen(k), &got, &glen, NULL), MCC_OK);
     ck_assert_uint_eq(glen, n);
     ck_assert(memcmp(got, v, n) == 0);
     free(got);
@@ -329,25 +329,25 @@ START_TEST(test_bad_keys)
                                       "nul\x01", "a\r\nflush_all"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         size_t kl = strlen(bad[i]);
-        ck_assert_int_eq(mcwriter_set(w, 0, bad[i], kl, "v", 1, 0, 0), MCW_BAD_KEY);
-        ck_assert_int_eq(mcwriter_add(w, 0, bad[i], kl, "v", 1, 0, 0), MCW_BAD_KEY);
-        ck_assert_int_eq(mcwriter_append(w, 0, bad[i], kl, "v", 1), MCW_BAD_KEY);
-        ck_assert_int_eq(mcwriter_delete(w, 0, bad[i], kl), MCW_BAD_KEY);
+        ck_assert_int_eq(mcclient_set(w, 0, bad[i], kl, "v", 1, 0, 0), MCC_BAD_KEY);
+        ck_assert_int_eq(mcclient_add(w, 0, bad[i], kl, "v", 1, 0, 0), MCC_BAD_KEY);
+        ck_assert_int_eq(mcclient_append(w, 0, bad[i], kl, "v", 1), MCC_BAD_KEY);
+        ck_assert_int_eq(mcclient_delete(w, 0, bad[i], kl), MCC_BAD_KEY);
         char *v;
         size_t vl;
-        ck_assert_int_eq(mcwriter_get(w, 0, bad[i], kl, &v, &vl, NULL), MCW_BAD_KEY);
+        ck_assert_int_eq(mcclient_get(w, 0, bad[i], kl, &v, &vl, NULL), MCC_BAD_KEY);
     }
     char k[252];
     memset(k, 'k', sizeof k);
-    ck_assert_int_eq(mcwriter_set(w, 0, k, 251, "v", 1, 0, 300), MCW_BAD_KEY);
-    ck_assert_int_eq(mcwriter_set(w, 0, k, 250, "v", 1, 0, 300), MCW_OK);
+    ck_assert_int_eq(mcclient_set(w, 0, k, 251, "v", 1, 0, 300), MCC_BAD_KEY);
+    ck_assert_int_eq(mcclient_set(w, 0, k, 250, "v", 1, 0, 300), MCC_OK);
     /* UTF-8 bytes and DEL are fine in memcached keys (nginx leaves them
      * unescaped) */
     const char *u = ukey("caf\xc3\xa9\x7f");
-    ck_assert_int_eq(set_str(u, "v", 0, 300), MCW_OK);
-    expect_get(u, MCW_OK, "v", 0);
+    ck_assert_int_eq(set_str(u, "v", 0, 300), MCC_OK);
+    expect_get(u, MCC_OK, "v", 0);
     /* a node index out of range is a connection failure, not a crash */
-    ck_assert_int_eq(mcwriter_set(w, 5, "k", 1, "v", 1, 0, 0), MCW_CONNECTION);
+    ck_assert_int_eq(mcclient_set(w, 5, "k", 1, "v", 1, 0, 0), MCC_CONNECTION);
     writer_close();
 }
 END_TEST
@@ -358,28 +358,28 @@ START_TEST(test_item_limit)
     const char *k = ukey("limit");
     size_t kl = strlen(k);
     /* not known before the first connection, and asking never connects */
-    ck_assert_uint_eq(mcwriter_item_limit(w, 0, kl, 0), 0);
-    ck_assert_uint_eq(mcwriter_item_limit(w, 0, kl, 0), 0);
+    ck_assert_uint_eq(mcclient_item_limit(w, 0, kl, 0), 0);
+    ck_assert_uint_eq(mcclient_item_limit(w, 0, kl, 0), 0);
     /* learned with the first operation: memcached's default 1 MiB */
-    expect_get(k, MCW_NOT_STORED, NULL, 0);
-    size_t limit = mcwriter_item_limit(w, 0, kl, 0);
+    expect_get(k, MCC_NOT_STORED, NULL, 0);
+    size_t limit = mcclient_item_limit(w, 0, kl, 0);
     ck_assert_uint_eq(limit, 1048576u - 59u - kl);
-    ck_assert_uint_eq(mcwriter_item_limit(w, 0, kl, 7), limit - 4);
-    ck_assert_uint_eq(mcwriter_item_limit(w, 1, kl, 0), 0);
+    ck_assert_uint_eq(mcclient_item_limit(w, 0, kl, 7), limit - 4);
+    ck_assert_uint_eq(mcclient_item_limit(w, 1, kl, 0), 0);
     char *v = xcalloc(1, limit + 2);
     memset(v, 'v', limit + 1);
     /* above the limit: refused here, nothing sent */
-    ck_assert_int_eq(mcwriter_set(w, 0, k, kl, v, limit + 1, 0, 300), MCW_TOO_LARGE);
-    ck_assert_int_eq(mcwriter_add(w, 0, k, kl, v, limit + 1, 0, 300), MCW_TOO_LARGE);
-    expect_get(k, MCW_NOT_STORED, NULL, 0);
+    ck_assert_int_eq(mcclient_set(w, 0, k, kl, v, limit + 1, 0, 300), MCC_TOO_LARGE);
+    ck_assert_int_eq(mcclient_add(w, 0, k, kl, v, limit + 1, 0, 300), MCC_TOO_LARGE);
+    expect_get(k, MCC_NOT_STORED, NULL, 0);
     /* at the limit: memcached takes it */
-    ck_assert_int_eq(mcwriter_set(w, 0, k, kl, v, limit, 0, 300), MCW_OK);
+    ck_assert_int_eq(mcclient_set(w, 0, k, kl, v, limit, 0, 300), MCC_OK);
     free(v);
     writer_close();
 
     /* cache.max_item replaces the node's figure */
     writer_open_real(1000);
-    ck_assert_uint_eq(mcwriter_item_limit(w, 0, kl, 0), 1000u - 59u - kl);
+    ck_assert_uint_eq(mcclient_item_limit(w, 0, kl, 0), 1000u - 59u - kl);
     writer_close();
 }
 END_TEST
@@ -392,10 +392,10 @@ START_TEST(test_node_refuses_size)
     const char *k = ukey("refused");
     size_t n = 2u << 20;
     char *v = xcalloc(1, n);
-    ck_assert_int_eq(mcwriter_set(w, 0, k, strlen(k), v, n, 0, 300), MCW_TOO_LARGE);
+    ck_assert_int_eq(mcclient_set(w, 0, k, strlen(k), v, n, 0, 300), MCC_TOO_LARGE);
     free(v);
-    ck_assert_int_eq(set_str(k, "small", 0, 300), MCW_OK);
-    expect_get(k, MCW_OK, "small", 0);
+    ck_assert_int_eq(set_str(k, "small", 0, 300), MCC_OK);
+    expect_get(k, MCC_OK, "small", 0);
     writer_close();
 }
 END_TEST
@@ -407,14 +407,14 @@ START_TEST(test_address_forms)
     snprintf(a, sizeof a, "localhost:%d", mc_port);
     writer_open(a, 1000, 0);
     const char *k = ukey("forms");
-    ck_assert_int_eq(set_str(k, "by name", 0, 300), MCW_OK);
-    expect_get(k, MCW_OK, "by name", 0);
+    ck_assert_int_eq(set_str(k, "by name", 0, 300), MCC_OK);
+    expect_get(k, MCC_OK, "by name", 0);
     writer_close();
     snprintf(a, sizeof a, "unix:%s", mc_unix);
     writer_open(a, 1000, 0);
-    ck_assert_int_eq(set_str(k, "by socket", 0, 300), MCW_OK);
-    expect_get(k, MCW_OK, "by socket", 0);
-    ck_assert_uint_gt(mcwriter_item_limit(w, 0, 1, 0), 0);
+    ck_assert_int_eq(set_str(k, "by socket", 0, 300), MCC_OK);
+    expect_get(k, MCC_OK, "by socket", 0);
+    ck_assert_uint_gt(mcclient_item_limit(w, 0, 1, 0), 0);
     writer_close();
     /* nothing listens: a connection failure, at once */
     int port;
@@ -423,12 +423,12 @@ START_TEST(test_address_forms)
     snprintf(a, sizeof a, "127.0.0.1:%d", port);
     writer_open(a, 1000, 0);
     uint64_t t0 = util_now_ms();
-    ck_assert_int_eq(set_str(k, "v", 0, 0), MCW_CONNECTION);
+    ck_assert_int_eq(set_str(k, "v", 0, 0), MCC_CONNECTION);
     ck_assert_uint_lt(util_now_ms() - t0, 1000);
     writer_close();
     close(fd);
     writer_open("unix:/nonexistent/memcached.sock", 1000, 0);
-    ck_assert_int_eq(set_str(k, "v", 0, 0), MCW_CONNECTION);
+    ck_assert_int_eq(set_str(k, "v", 0, 0), MCC_CONNECTION);
     writer_close();
 }
 END_TEST
@@ -639,13 +639,13 @@ static void writer_open_fake(unsigned timeout_ms, unsigned long max_item)
 
 /* Runs a set of "v" under key; asserts its result and that it ended
  * within timeout_ms plus slack; returns the milliseconds it took. */
-static uint64_t timed_set(const char *key, enum mcw_result want, unsigned timeout_ms)
+static uint64_t timed_set(const char *key, enum mcc_result want, unsigned timeout_ms)
 {
     uint64_t t0 = util_now_ms();
-    enum mcw_result r = set_str(key, "v", 0, 0);
+    enum mcc_result r = set_str(key, "v", 0, 0);
     uint64_t took = util_now_ms() - t0;
-    ck_assert_msg(r == want, "set %s: %s, expected %s", key, mcwriter_result_name(r),
-                  mcwriter_result_name(want));
+    ck_assert_msg(r == want, "set %s: %s, expected %s", key, mcclient_result_name(r),
+                  mcclient_result_name(want));
     ck_assert_msg(took <= timeout_ms + SLACK_MS, "set took %llu ms, timeout_ms %u",
                   (unsigned long long)took, timeout_ms);
     return took;
@@ -657,20 +657,20 @@ START_TEST(test_drip_bounded)
      * any per-read timeout, the whole reply not inside 300 ms */
     fake_start(FAKE_DRIP);
     writer_open_fake(300, 1048576);
-    uint64_t took = timed_set("k1", MCW_TIMEOUT, 300);
+    uint64_t took = timed_set("k1", MCC_TIMEOUT, 300);
     ck_assert_uint_ge(took, 280);
     ck_assert_str_eq(fake_log->last, "set k1 0 0 1");
-    timed_set("k2", MCW_TIMEOUT, 300);
+    timed_set("k2", MCC_TIMEOUT, 300);
     ck_assert_int_eq(fake_log->connections, 2); /* reset after the timeout */
     writer_close();
     /* without cache.max_item the settings query shares the same deadline */
     writer_open_fake(300, 0);
-    timed_set("k3", MCW_TIMEOUT, 300);
+    timed_set("k3", MCC_TIMEOUT, 300);
     ck_assert_str_eq(fake_log->last, "stats settings");
     char *v;
     size_t vl;
     uint64_t t0 = util_now_ms();
-    ck_assert_int_eq(mcwriter_get(w, 0, "k3", 2, &v, &vl, NULL), MCW_TIMEOUT);
+    ck_assert_int_eq(mcclient_get(w, 0, "k3", 2, &v, &vl, NULL), MCC_TIMEOUT);
     ck_assert_uint_le(util_now_ms() - t0, 300 + SLACK_MS);
     writer_close();
     fake_stop();
@@ -682,12 +682,12 @@ START_TEST(test_silent_one_timeout)
     fake_start(FAKE_SILENT);
     writer_open_fake(400, 0);
     for (int i = 0; i < 3; i++) {
-        uint64_t took = timed_set("k", MCW_TIMEOUT, 400);
+        uint64_t took = timed_set("k", MCC_TIMEOUT, 400);
         ck_assert_uint_ge(took, 380);
         /* one timeout per store, not one for the item-limit query and one
          * for the set: the query runs inside the store's deadline */
         ck_assert_uint_lt(took, 400 + 400 / 2);
-        ck_assert_uint_eq(mcwriter_item_limit(w, 0, 1, 0), 0);
+        ck_assert_uint_eq(mcclient_item_limit(w, 0, 1, 0), 0);
     }
     ck_assert_int_eq(fake_log->connections, 3);
     ck_assert_int_eq(fake_log->settings, 3);
@@ -702,9 +702,9 @@ START_TEST(test_late_reply_not_reused)
     writer_open_fake(300, 1048576);
     char *v = NULL;
     size_t vl;
-    ck_assert_int_eq(mcwriter_get(w, 0, "a", 1, &v, &vl, NULL), MCW_TIMEOUT);
+    ck_assert_int_eq(mcclient_get(w, 0, "a", 1, &v, &vl, NULL), MCC_TIMEOUT);
     /* the late "VALUE a ... LATE" must not be taken as the answer */
-    ck_assert_int_eq(mcwriter_get(w, 0, "a", 1, &v, &vl, NULL), MCW_NOT_STORED);
+    ck_assert_int_eq(mcclient_get(w, 0, "a", 1, &v, &vl, NULL), MCC_NOT_STORED);
     ck_assert_ptr_null(v);
     ck_assert_int_eq(fake_log->connections, 2);
     writer_close();
@@ -716,9 +716,9 @@ START_TEST(test_extra_reply_resets)
 {
     fake_start(FAKE_EXTRA);
     writer_open_fake(500, 1048576);
-    ck_assert_int_eq(set_str("k", "v", 0, 0), MCW_OK);
+    ck_assert_int_eq(set_str("k", "v", 0, 0), MCC_OK);
     usleep(50000); /* the second copy is there by now */
-    ck_assert_int_eq(set_str("k", "v", 0, 0), MCW_OK);
+    ck_assert_int_eq(set_str("k", "v", 0, 0), MCC_OK);
     /* bytes nobody asked for: the second set went over a new connection */
     ck_assert_int_eq(fake_log->connections, 2);
     writer_close();
@@ -735,8 +735,8 @@ START_TEST(test_bad_replies)
         char *v = NULL;
         size_t vl = 0;
         uint64_t t0 = util_now_ms();
-        enum mcw_result r = mcwriter_get(w, 0, "key", 3, &v, &vl, NULL);
-        ck_assert_msg(r == MCW_SERVER_ERROR, "mode %zu: %s", i, mcwriter_result_name(r));
+        enum mcc_result r = mcclient_get(w, 0, "key", 3, &v, &vl, NULL);
+        ck_assert_msg(r == MCC_SERVER_ERROR, "mode %zu: %s", i, mcclient_result_name(r));
         ck_assert_ptr_null(v);
         /* refused on sight, not after the timeout */
         ck_assert_uint_lt(util_now_ms() - t0, 1000);
@@ -751,7 +751,7 @@ START_TEST(test_hang_up)
     fake_start(FAKE_HANG_UP);
     writer_open_fake(1000, 0);
     uint64_t t0 = util_now_ms();
-    ck_assert_int_eq(set_str("k", "v", 0, 0), MCW_CONNECTION);
+    ck_assert_int_eq(set_str("k", "v", 0, 0), MCC_CONNECTION);
     ck_assert_uint_lt(util_now_ms() - t0, 1000);
     writer_close();
     fake_stop();
@@ -765,7 +765,7 @@ START_TEST(test_closed_between_commands)
     fake_start(FAKE_ONE_EACH);
     writer_open_fake(1000, 0);
     for (int i = 0; i < 3; i++) {
-        ck_assert_int_eq(set_str("k", "v", 0, 0), MCW_OK);
+        ck_assert_int_eq(set_str("k", "v", 0, 0), MCC_OK);
         usleep(50000); /* the close has arrived */
     }
     ck_assert_int_eq(fake_log->connections, 3);
@@ -780,10 +780,10 @@ START_TEST(test_settings_refused)
     fake_start(FAKE_NO_SETTINGS);
     writer_open_fake(1000, 0);
     for (int i = 0; i < 3; i++) {
-        ck_assert_int_eq(set_str("k", "v", 0, 0), MCW_OK);
+        ck_assert_int_eq(set_str("k", "v", 0, 0), MCC_OK);
         usleep(50000);
     }
-    ck_assert_uint_eq(mcwriter_item_limit(w, 0, 1, 0), 0);
+    ck_assert_uint_eq(mcclient_item_limit(w, 0, 1, 0), 0);
     ck_assert_int_eq(fake_log->connections, 3);
     ck_assert_int_eq(fake_log->settings, 1); /* not asked again */
     writer_close();
@@ -791,9 +791,9 @@ START_TEST(test_settings_refused)
 }
 END_TEST
 
-static Suite *mcwriter_suite(void)
+static Suite *mcclient_suite(void)
 {
-    Suite *s = suite_create("mcwriter");
+    Suite *s = suite_create("mcclient");
     TCase *tc = tcase_create("real");
     tcase_add_unchecked_fixture(tc, real_start, real_stop);
     tcase_set_timeout(tc, 30);
@@ -831,7 +831,7 @@ int main(void)
         return 77;
     }
     signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(mcwriter_suite());
+    SRunner *sr = srunner_create(mcclient_suite());
     srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
