@@ -40,79 +40,8 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
 
-#define PORT_LO 20000
-#define PORT_HI 32000
 #define SLACK_MS 250 /* scheduling slack on a loaded machine */
-
-static void die_with_parent(pid_t parent)
-{
-#ifdef __linux__
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(1);
-#endif
-    (void)parent;
-}
-
-/* A socket bound to 127.0.0.1 on a free port below the ephemeral range
- * (listening when listen_too), its port in *port; -1 when none is free. */
-static int bind_free_port(int *port, int listen_too)
-{
-    for (int tries = 0; tries < 2000; tries++) {
-        int p = PORT_LO + rand() % (PORT_HI - PORT_LO);
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return -1;
-        struct sockaddr_in a;
-        memset(&a, 0, sizeof a);
-        a.sin_family = AF_INET;
-        a.sin_port = htons((uint16_t)p);
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && (!listen_too || listen(fd, 64) == 0)) {
-            *port = p;
-            return fd;
-        }
-        close(fd);
-    }
-    return -1;
-}
-
-static int can_connect(int port, const char *unix_path)
-{
-    int fd = socket(unix_path ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return 0;
-    int rc;
-    if (unix_path) {
-        struct sockaddr_un u;
-        memset(&u, 0, sizeof u);
-        u.sun_family = AF_UNIX;
-        snprintf(u.sun_path, sizeof u.sun_path, "%s", unix_path);
-        rc = connect(fd, (struct sockaddr *)&u, sizeof u);
-    } else {
-        struct sockaddr_in a;
-        memset(&a, 0, sizeof a);
-        a.sin_family = AF_INET;
-        a.sin_port = htons((uint16_t)port);
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        rc = connect(fd, (struct sockaddr *)&a, sizeof a);
-    }
-    close(fd);
-    return rc == 0;
-}
-
-static void stop_pid(pid_t *pid)
-{
-    if (*pid <= 0)
-        return;
-    kill(*pid, SIGKILL);
-    waitpid(*pid, NULL, 0);
-    *pid = -1;
-}
 
 /* ---- real memcached ---- */
 
@@ -120,79 +49,20 @@ static pid_t mc_pid = -1, mcu_pid = -1;
 static int mc_port;
 static char mc_unix[108];
 
-/* Starts memcached on port (or on the unix socket path); returns its pid
- * once it accepts connections, or -1. */
-static pid_t memcached_start(int port, const char *unix_path)
-{
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        die_with_parent(parent);
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0) {
-            dup2(null, 1);
-            dup2(null, 2);
-        }
-        const char *argv[16];
-        int n = 0;
-        argv[n++] = "memcached";
-        argv[n++] = "-U";
-        argv[n++] = "0";
-        argv[n++] = "-m";
-        argv[n++] = "64";
-        argv[n++] = "-t";
-        argv[n++] = "1";
-        if (geteuid() == 0) {
-            argv[n++] = "-u";
-            argv[n++] = "root";
-        }
-        if (unix_path) {
-            argv[n++] = "-s";
-            argv[n++] = unix_path;
-        } else {
-            argv[n++] = "-l";
-            argv[n++] = "127.0.0.1";
-            argv[n++] = "-p";
-            argv[n++] = ps;
-        }
-        argv[n] = NULL;
-        execvp("memcached", (char *const *)argv);
-        _exit(127);
-    }
-    if (pid < 0)
-        return -1;
-    uint64_t deadline = util_now_ms() + 10000;
-    while (util_now_ms() < deadline) {
-        if (can_connect(port, unix_path))
-            return pid;
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return -1;
-        usleep(20000);
-    }
-    stop_pid(&pid);
-    return -1;
-}
-
 static void real_start(void)
 {
-    srand((unsigned)(getpid() ^ time(NULL)));
-    int fd = bind_free_port(&mc_port, 0);
-    if (fd >= 0)
-        close(fd);
-    mc_pid = fd >= 0 ? memcached_start(mc_port, NULL) : -1;
+    mc_pid = tu_memcached_start(&mc_port);
     const char *tmp = getenv("TMPDIR");
     snprintf(mc_unix, sizeof mc_unix, "%s/check_mcclient.%ld.sock", tmp && *tmp ? tmp : "/tmp",
              (long)getpid());
     unlink(mc_unix);
-    mcu_pid = memcached_start(0, mc_unix);
+    mcu_pid = tu_memcached_start_unix(mc_unix);
 }
 
 static void real_stop(void)
 {
-    stop_pid(&mc_pid);
-    stop_pid(&mcu_pid);
+    tu_stop_pid(&mc_pid);
+    tu_stop_pid(&mcu_pid);
     unlink(mc_unix);
 }
 
@@ -418,7 +288,7 @@ START_TEST(test_address_forms)
     writer_close();
     /* nothing listens: a connection failure, at once */
     int port;
-    int fd = bind_free_port(&port, 0);
+    int fd = tu_bind_free_port(&port, 0);
     ck_assert_int_ge(fd, 0);
     snprintf(a, sizeof a, "127.0.0.1:%d", port);
     writer_open(a, 1000, 0);
@@ -592,13 +462,13 @@ static void fake_start(enum fake_mode mode)
     ck_assert(fake_log != MAP_FAILED);
     memset(fake_log, 0, sizeof *fake_log);
     srand((unsigned)(getpid() ^ time(NULL)));
-    int fd = bind_free_port(&fake_port, 1);
+    int fd = tu_bind_free_port(&fake_port, 1);
     ck_assert_int_ge(fd, 0);
     pid_t parent = getpid();
     fake_pid = fork();
     ck_assert_int_ge(fake_pid, 0);
     if (fake_pid == 0) {
-        die_with_parent(parent);
+        tu_die_with_parent(parent);
         signal(SIGPIPE, SIG_IGN);
         signal(SIGCHLD, SIG_IGN); /* connection processes reap themselves */
         pid_t me = getpid();
@@ -611,7 +481,7 @@ static void fake_start(enum fake_mode mode)
             }
             __sync_fetch_and_add(&fake_log->connections, 1);
             if (fork() == 0) {
-                die_with_parent(me);
+                tu_die_with_parent(me);
                 close(fd);
                 fake_serve(c, mode, conn_no);
                 _exit(0);
@@ -624,7 +494,7 @@ static void fake_start(enum fake_mode mode)
 
 static void fake_stop(void)
 {
-    stop_pid(&fake_pid);
+    tu_stop_pid(&fake_pid);
     if (fake_log && fake_log != MAP_FAILED)
         munmap(fake_log, sizeof *fake_log);
     fake_log = NULL;

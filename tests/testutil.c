@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -242,19 +243,38 @@ int tu_bind_free_port(int *port, int listen_too)
     return -1;
 }
 
-static int tcp_accepts(int port)
+int tu_can_connect(int port, const char *unix_path)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(unix_path ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return 0;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    int rc;
+    if (unix_path) {
+        struct sockaddr_un u;
+        memset(&u, 0, sizeof u);
+        u.sun_family = AF_UNIX;
+        snprintf(u.sun_path, sizeof u.sun_path, "%s", unix_path);
+        rc = connect(fd, (struct sockaddr *)&u, sizeof u);
+    } else {
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    }
     close(fd);
     return rc == 0;
+}
+
+void tu_die_with_parent(pid_t parent)
+{
+#ifdef __linux__
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
+#endif
+    (void)parent;
 }
 
 void tu_stop_pid(pid_t *pid)
@@ -266,23 +286,15 @@ void tu_stop_pid(pid_t *pid)
     *pid = -1;
 }
 
-pid_t tu_memcached_start(int *port)
+/* Starts memcached on 127.0.0.1:port, or on the unix socket unix_path. */
+static pid_t memcached_spawn(int port, const char *unix_path)
 {
-    int fd = tu_bind_free_port(port, 0);
-    if (fd < 0)
-        return -1;
-    close(fd);
     char ps[16];
-    snprintf(ps, sizeof ps, "%d", *port);
+    snprintf(ps, sizeof ps, "%d", port);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
-#ifdef __linux__
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-#endif
-        (void)parent;
+        tu_die_with_parent(parent);
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0) {
             dup2(null, 1);
@@ -301,10 +313,15 @@ pid_t tu_memcached_start(int *port)
             argv[n++] = "-u";
             argv[n++] = "root";
         }
-        argv[n++] = "-l";
-        argv[n++] = "127.0.0.1";
-        argv[n++] = "-p";
-        argv[n++] = ps;
+        if (unix_path) {
+            argv[n++] = "-s";
+            argv[n++] = unix_path;
+        } else {
+            argv[n++] = "-l";
+            argv[n++] = "127.0.0.1";
+            argv[n++] = "-p";
+            argv[n++] = ps;
+        }
         argv[n] = NULL;
         execvp("memcached", (char *const *)argv);
         _exit(127);
@@ -313,7 +330,7 @@ pid_t tu_memcached_start(int *port)
         return -1;
     uint64_t deadline = util_now_ms() + 10000;
     while (util_now_ms() < deadline) {
-        if (tcp_accepts(*port))
+        if (tu_can_connect(port, unix_path))
             return pid;
         if (waitpid(pid, NULL, WNOHANG) == pid)
             return -1;
@@ -321,6 +338,20 @@ pid_t tu_memcached_start(int *port)
     }
     tu_stop_pid(&pid);
     return -1;
+}
+
+pid_t tu_memcached_start(int *port)
+{
+    int fd = tu_bind_free_port(port, 0);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return memcached_spawn(*port, NULL);
+}
+
+pid_t tu_memcached_start_unix(const char *path)
+{
+    return memcached_spawn(0, path);
 }
 
 int tu_memcached_missing(void)

@@ -84,6 +84,13 @@ int tu_bind_free_port(int *port, int listen_too);
  * Linux). Returns its pid once it accepts connections (within 10 s), or
  * -1. */
 pid_t tu_memcached_start(int *port);
+/* The same on the unix socket path. */
+pid_t tu_memcached_start_unix(const char *path);
+/* Returns 1 when a connection to 127.0.0.1:port (or to the unix socket
+ * unix_path when not NULL) is accepted. */
+int tu_can_connect(int port, const char *unix_path);
+/* In a child: dies when the parent (pid parent) dies (Linux). */
+void tu_die_with_parent(pid_t parent);
 /* Kills and reaps *pid when it is > 0, then sets it to -1. */
 void tu_stop_pid(pid_t *pid);
 /* Exit code for a suite that needs memcached when there is none: 77
