@@ -178,8 +178,14 @@ int log_limit_allow(struct log_limit *l)
     return 1;
 }
 
+/* Writes the line (with the suppressed count), keeping errno. */
 static void limit_vwrite(struct log_limit *l, enum log_level level, const char *fmt, va_list ap)
 {
+    if (!log_enabled(level)) {
+        l->suppressed = 0;
+        return;
+    }
+    int saved = errno;
     char text[1800];
     vsnprintf(text, sizeof text, fmt, ap);
     if (l->suppressed)
@@ -188,36 +194,25 @@ static void limit_vwrite(struct log_limit *l, enum log_level level, const char *
     else
         log_msg(level, "%s", text);
     l->suppressed = 0;
+    errno = saved;
 }
 
 void log_limit_write(struct log_limit *l, enum log_level level, const char *fmt, ...)
 {
-    if (!log_enabled(level)) {
-        l->suppressed = 0;
-        return;
-    }
-    int saved = errno;
     va_list ap;
     va_start(ap, fmt);
     limit_vwrite(l, level, fmt, ap);
     va_end(ap);
-    errno = saved;
 }
 
 void log_limited(struct log_limit *l, enum log_level level, const char *fmt, ...)
 {
     if (!log_limit_allow(l))
         return;
-    if (!log_enabled(level)) {
-        l->suppressed = 0;
-        return;
-    }
-    int saved = errno;
     va_list ap;
     va_start(ap, fmt);
     limit_vwrite(l, level, fmt, ap);
     va_end(ap);
-    errno = saved;
 }
 
 const char *log_escape(struct buf *out, const void *p, size_t n, size_t max)
