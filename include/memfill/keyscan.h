@@ -8,7 +8,7 @@
  * (doc/nginx.md §1), so both layers are undone before a caller sees the
  * raw key. Deletes are pipelined in batches on another connection of
  * their own, each batch within memcached.timeout_ms. Facts and costs:
- * doc/purge.md, "Purge by prefix". */
+ * doc/purge-prefix.md. */
 #ifndef MEMFILL_KEYSCAN_H
 #define MEMFILL_KEYSCAN_H
 
@@ -32,7 +32,7 @@
  * not nginx's escaping of anything (a '%' not followed by two hex digits:
  * some other program's key). Both are borrowed for the call. The dump
  * cannot be stopped early: memcached's crawler holds a lock on part of
- * its hash table while the client does not read (doc/purge.md). */
+ * its hash table while the client does not read (doc/purge-prefix.md). */
 typedef void (*keyscan_fn)(void *ctx, const char *esc, size_t esclen, const char *raw,
                            size_t rawlen);
 

@@ -7,8 +7,8 @@
  * "memfill:") is left alone unless asked. A node that cannot be reached
  * is tried PURGEMATCH_ATTEMPTS times; if it still fails the purge is
  * partial and the report names it (nothing is journaled: run the purge
- * again once the node answers). Cost and figures: doc/purge.md, "Purge by
- * prefix". Used by the PURGE endpoint and by memfillctl purge. */
+ * again once the node answers). Cost and figures: doc/purge-prefix.md.
+ * Used by the PURGE endpoint and by memfillctl purge. */
 #ifndef MEMFILL_PURGEMATCH_H
 #define MEMFILL_PURGEMATCH_H
 

@@ -22,7 +22,7 @@
 static void answer(struct response *resp, int status, const char *json);
 
 /* X-Memfill-Purge-Prefix / -Regex: a scan of every node's keys
- * (doc/purge.md, "Purge by prefix"). Each header must come once, and not
+ * (doc/purge-prefix.md). Each header must come once, and not
  * both. Returns 1 when the request was one of these (answered), else 0. */
 static int purge_by_match(const struct site *site, const struct request *req,
                           struct response *resp, struct stats_slot *slot)

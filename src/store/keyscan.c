@@ -11,7 +11,7 @@
  * Why the dump is read to its end before any delete: while the client
  * does not read, memcached's crawler waits with the lock of the hash
  * bucket it is in, so a delete of a key in that bucket, sent meanwhile,
- * would wait for a reader that waits for it (doc/purge.md). */
+ * would wait for a reader that waits for it (doc/purge-prefix.md). */
 #include "config.h"
 
 #include "memfill/keyscan.h"
