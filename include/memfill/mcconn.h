@@ -59,6 +59,11 @@ enum mcconn_result mcconn_line(struct mcconn *c, uint64_t deadline_ms, const cha
 /* Appends exactly n bytes of the reply to out by deadline_ms. */
 enum mcconn_result mcconn_read(struct mcconn *c, uint64_t deadline_ms, struct buf *out,
                                size_t n);
+/* Appends to out what has arrived, at most max bytes (waiting for some
+ * by deadline_ms when nothing has): for replies whose lines do not end in
+ * "\r\n" (lru_crawler metadump ends its lines with "\n" alone). */
+enum mcconn_result mcconn_read_some(struct mcconn *c, uint64_t deadline_ms, struct buf *out,
+                                    size_t max);
 /* Bytes received but not yet read (after a complete reply: unexpected). */
 size_t mcconn_pending(const struct mcconn *c);
 

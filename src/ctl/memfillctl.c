@@ -20,6 +20,7 @@
 #include "memfill/log.h"
 #include "memfill/nginxconf.h"
 #include "memfill/purge.h"
+#include "memfill/purgematch.h"
 #include "memfill/request.h"
 #include "memfill/site.h"
 #include "memfill/template.h"
@@ -47,6 +48,9 @@ static void usage(FILE *out)
             "                                   render a template offline to stdout\n"
             "  purge URI... | --key KEY... | --tag TAG...\n"
             "                                   delete pages on the nodes nginx reads\n"
+            "  purge (--prefix PREFIX | --regex RE) [--include-bookkeeping]\n"
+            "                                   delete every page whose raw key matches, on\n"
+            "                                   every node (a scan of all keys); JSON report\n"
             "  stats [--prometheus]             the running server's status (admin.listen)\n"
             "  warm [--concurrency N] [--fastcgi ADDR] [--host HOST] [--timeout SECONDS] [-v]\n"
             "       (URL... | --from FILE | --sitemap FILE)\n"
@@ -302,8 +306,57 @@ static int cmd_render(int argc, char **argv)
 
 /* ---- purge ---- */
 
+/* purge --prefix P | --regex RE [--include-bookkeeping]: prints the JSON
+ * report; exit 0 when complete, 1 when partial (a node failed). */
+static int cmd_purge_match(int argc, char **argv)
+{
+    enum purgematch_kind kind = strcmp(argv[1], "--prefix") == 0 ? PURGEMATCH_PREFIX
+                                                                 : PURGEMATCH_REGEX;
+    const char *pattern = NULL;
+    int bookkeeping = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--include-bookkeeping") == 0)
+            bookkeeping = 1;
+        else if (!pattern)
+            pattern = argv[i];
+    }
+    struct err e;
+    err_clear(&e);
+    if (!pattern || argc != 3 + bookkeeping) {
+        fprintf(stderr, "memfillctl: purge: %s takes exactly one pattern\n", argv[1]);
+        return EX_USAGE;
+    }
+    struct purgematch *m = purgematch_new(kind, pattern, strlen(pattern), bookkeeping, &e);
+    if (!m) {
+        fprintf(stderr, "memfillctl: purge: %s: %s\n", argv[1], e.text);
+        return EX_USAGE;
+    }
+    struct config *cfg = load_config();
+    if (!cfg) {
+        purgematch_free(m);
+        return EX_CONFIG;
+    }
+    struct purgematch_report r;
+    int complete = purgematch_run(cfg, m, &r);
+    struct buf out = BUF_INIT;
+    purgematch_report_json(&r, &out);
+    printf("%s\n", out.data);
+    for (size_t i = 0; i < r.nnodes; i++)
+        if (r.nodes[i].failed)
+            fprintf(stderr, "memfillctl: purge: node %s: %s (the purge is partial: run it again "
+                            "once the node answers)\n",
+                    r.nodes[i].address, r.nodes[i].error);
+    buf_fini(&out);
+    purgematch_report_fini(&r);
+    purgematch_free(m);
+    config_free(cfg);
+    return complete ? 0 : 1;
+}
+
 static int cmd_purge(int argc, char **argv)
 {
+    if (argc > 1 && (strcmp(argv[1], "--prefix") == 0 || strcmp(argv[1], "--regex") == 0))
+        return cmd_purge_match(argc, argv);
     enum { BY_URI, BY_KEY, BY_TAG } mode = BY_URI;
     int first = 1;
     if (first < argc && strcmp(argv[first], "--key") == 0) {

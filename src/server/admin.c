@@ -13,8 +13,55 @@
 #include "memfill/adminguard.h"
 #include "memfill/log.h"
 #include "memfill/purge.h"
+#include "memfill/purgematch.h"
 
+#include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
+
+static void answer(struct response *resp, int status, const char *json);
+
+/* X-Memfill-Purge-Prefix / -Regex: a scan of every node's keys
+ * (doc/purge-prefix.md). Each header must come once, and not
+ * both. Returns 1 when the request was one of these (answered), else 0. */
+static int purge_by_match(const struct site *site, const struct request *req,
+                          struct response *resp, struct stats_slot *slot)
+{
+    int np = request_param_all(req, "HTTP_X_MEMFILL_PURGE_PREFIX", NULL, NULL);
+    int nr = request_param_all(req, "HTTP_X_MEMFILL_PURGE_REGEX", NULL, NULL);
+    if (!np && !nr)
+        return 0;
+    if (np + nr > 1) {
+        answer(resp, 400, "{\"error\":\"send one X-Memfill-Purge-Prefix or one "
+                          "X-Memfill-Purge-Regex\"}");
+        return 1;
+    }
+    const char *pattern = request_param(req, np ? "HTTP_X_MEMFILL_PURGE_PREFIX"
+                                                : "HTTP_X_MEMFILL_PURGE_REGEX");
+    struct err e;
+    err_clear(&e);
+    struct purgematch *m = purgematch_new(np ? PURGEMATCH_PREFIX : PURGEMATCH_REGEX, pattern,
+                                          strlen(pattern), 0, &e);
+    struct buf out = BUF_INIT;
+    if (!m) {
+        json_t *o = json_pack("{s:s}", "error", e.text); /* texts are ASCII */
+        char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        answer(resp, 400, text ? text : "{\"error\":\"bad pattern\"}");
+        free(text);
+        json_decref(o);
+        buf_fini(&out);
+        return 1;
+    }
+    struct purgematch_report r;
+    int complete = purgematch_run(site->cfg, m, &r);
+    slot->counters[STATS_PURGED] += r.purged;
+    purgematch_report_json(&r, &out);
+    answer(resp, complete ? 200 : 502, out.data);
+    buf_fini(&out);
+    purgematch_report_fini(&r);
+    purgematch_free(m);
+    return 1;
+}
 
 static void answer(struct response *resp, int status, const char *json)
 {
@@ -56,6 +103,8 @@ void admin_purge(const struct site *site, struct mcclient *mc, const struct requ
         answer(resp, 403, "{\"error\":\"forbidden\"}");
         return;
     }
+    if (purge_by_match(site, req, resp, slot))
+        return;
     struct buf out = BUF_INIT, tagbuf = BUF_INIT;
     /* Every instance of the tag header counts (tags are comma or space
      * separated, so joining loses nothing); two purge keys are ambiguous. */

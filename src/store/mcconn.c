@@ -336,3 +336,26 @@ enum mcconn_result mcconn_read(struct mcconn *c, uint64_t deadline_ms, struct bu
     }
     return MCCONN_OK;
 }
+
+enum mcconn_result mcconn_read_some(struct mcconn *c, uint64_t deadline_ms, struct buf *out,
+                                    size_t max)
+{
+    if (c->fd < 0)
+        return MCCONN_CONNECTION;
+    drop_skip(c);
+    if (c->inlen) {
+        size_t take = max < c->inlen ? max : c->inlen;
+        buf_append(out, c->in, take);
+        c->skip = take;
+        drop_skip(c);
+        return MCCONN_OK;
+    }
+    buf_reserve(out, max);
+    size_t got;
+    enum mcconn_result r = recv_some(c, out->data + out->len, max, &got, deadline_ms);
+    if (r != MCCONN_OK)
+        return r;
+    out->len += got;
+    out->data[out->len] = '\0';
+    return MCCONN_OK;
+}
