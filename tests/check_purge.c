@@ -18,6 +18,7 @@
 #include "memfill/mcclient.h"
 #include "memfill/nodesel.h"
 #include "memfill/purge.h"
+#include "memfill/util.h"
 #include "testutil.h"
 
 #include <check.h>
@@ -25,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- two real nodes, one dead ---- */
@@ -198,6 +201,31 @@ END_TEST
 
 /* ---- by tag ---- */
 
+/* The markers of tag on node. */
+static size_t count_markers(size_t node, const char *tag)
+{
+    char p[160];
+    snprintf(p, sizeof p, PURGE_MARK_PREFIX "%s=", tag);
+    long n = tu_count_keys(w, node, p);
+    ck_assert_int_ge(n, 0);
+    snprintf(p, sizeof p, PURGE_MARK_PREFIX "%s#", tag);
+    long h = tu_count_keys(w, node, p);
+    ck_assert_int_ge(h, 0);
+    return (size_t)(n + h);
+}
+
+static int index_page(size_t node, const char *esc, const char *tags)
+{
+    return purge_index_tags(w, node, esc, strlen(esc), tags, strlen(tags), 60);
+}
+
+/* Purges tag into rep (initialised here; fini by the caller). */
+static void purge(const char *tag, struct purge_report *rep)
+{
+    purge_report_init(rep, nnodes);
+    ck_assert_int_eq(purge_tag(w, tag, strlen(tag), rep), 0);
+}
+
 START_TEST(test_index_then_purge_tag)
 {
     open_nodes(0);
@@ -212,39 +240,79 @@ START_TEST(test_index_then_purge_tag)
     put(0, p1, "1");
     put(1, p2, "2");
     put(1, p3, "3");
-    ck_assert_int_eq(purge_index_tags(w, 0, p1, strlen(p1), tags, strlen(tags)), 2);
-    ck_assert_int_eq(purge_index_tags(w, 1, p2, strlen(p2), ta, strlen(ta)), 1);
-    ck_assert_int_eq(purge_index_tags(w, 1, p3, strlen(p3), tb, strlen(tb)), 1);
-    /* Stored twice: listed twice, purged once. */
-    ck_assert_int_eq(purge_index_tags(w, 1, p2, strlen(p2), ta, strlen(ta)), 1);
-
-    char ka[96];
-    snprintf(ka, sizeof ka, PURGE_TAG_PREFIX "%s", ta);
-    char *list = value_of(1, ka);
-    char want[256];
-    snprintf(want, sizeof want, " %s %s", p2, p2);
-    ck_assert_ptr_nonnull(list);
-    ck_assert_str_eq(list, want);
-    free(list);
-    list = value_of(0, ka);
-    snprintf(want, sizeof want, " %s", p1);
-    ck_assert_ptr_nonnull(list);
-    ck_assert_str_eq(list, want);
-    free(list);
+    ck_assert_int_eq(index_page(0, p1, tags), 0);
+    ck_assert_int_eq(index_page(1, p2, ta), 0);
+    ck_assert_int_eq(index_page(1, p3, tb), 0);
+    /* Stored again, three times: still one entry. */
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(index_page(1, p2, ta), 0);
+    ck_assert_uint_eq(count_markers(1, ta), 1);
+    ck_assert_uint_eq(count_markers(0, ta), 1);
+    ck_assert_uint_eq(count_markers(0, tb), 1);
+    /* The marker names the page and lives on the page's node only. */
+    struct buf mk = BUF_INIT;
+    ck_assert_int_eq(purge_marker_key(&mk, ta, strlen(ta), p2, strlen(p2)), 0);
+    ck_assert_int_eq(present(1, mk.data), 1);
+    ck_assert_int_eq(present(0, mk.data), 0);
 
     /* Purging a walks both nodes: p1 and p2 go, p3 (tag b only) stays,
-     * and a's index is gone from both. */
-    ck_assert_int_eq(purge_tag(w, nnodes, ta, strlen(ta)), 2);
+     * and a's entries are gone from both. */
+    struct purge_report rep;
+    purge(ta, &rep);
+    ck_assert_int_eq(rep.purged, 2);
+    ck_assert_int_eq(rep.entries, 2);
+    ck_assert_int_eq(purge_report_complete(&rep), 1);
+    purge_report_fini(&rep);
     ck_assert_int_eq(present(0, p1), 0);
     ck_assert_int_eq(present(1, p2), 0);
     ck_assert_int_eq(present(1, p3), 1);
-    ck_assert_int_eq(present(0, ka), 0);
-    ck_assert_int_eq(present(1, ka), 0);
-    /* b still lists p1 (already gone: not counted) and p3. */
-    ck_assert_int_eq(purge_tag(w, nnodes, tb, strlen(tb)), 1);
+    ck_assert_uint_eq(count_markers(0, ta) + count_markers(1, ta), 0);
+    /* b still lists p1 (already gone: found, not counted) and p3. */
+    purge(tb, &rep);
+    ck_assert_int_eq(rep.purged, 1);
+    ck_assert_int_eq(rep.entries, 2);
+    purge_report_fini(&rep);
     ck_assert_int_eq(present(1, p3), 0);
     /* Nothing left under either tag. */
-    ck_assert_int_eq(purge_tag(w, nnodes, ta, strlen(ta)), 0);
+    purge(ta, &rep);
+    ck_assert_int_eq(rep.purged, 0);
+    ck_assert_int_eq(rep.entries, 0);
+    ck_assert_int_eq(purge_report_complete(&rep), 1);
+    purge_report_fini(&rep);
+    buf_fini(&mk);
+    close_nodes();
+}
+END_TEST
+
+START_TEST(test_long_key_hashed_marker)
+{
+    /* A key too long to be spelled inside its marker's key: the marker is
+     * named by a hash and holds the key. */
+    open_nodes(0);
+    char esc[KEY_MAX_ESCAPED + 1];
+    snprintf(esc, sizeof esc, "%s/", uniq("long"));
+    size_t l = strlen(esc);
+    memset(esc + l, 'x', KEY_MAX_ESCAPED - l);
+    esc[KEY_MAX_ESCAPED] = '\0';
+    char t[64];
+    snprintf(t, sizeof t, "long%ld", (long)getpid());
+    put(0, esc, "page");
+    ck_assert_int_eq(index_page(0, esc, t), 0);
+    struct buf mk = BUF_INIT;
+    ck_assert_int_eq(purge_marker_key(&mk, t, strlen(t), esc, strlen(esc)), 1);
+    ck_assert_uint_le(mk.len, KEY_MAX_ESCAPED);
+    char *v = value_of(0, mk.data);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v, esc);
+    free(v);
+    struct purge_report rep;
+    purge(t, &rep);
+    ck_assert_int_eq(rep.purged, 1);
+    ck_assert_int_eq(purge_report_complete(&rep), 1);
+    purge_report_fini(&rep);
+    ck_assert_int_eq(present(0, esc), 0);
+    ck_assert_int_eq(present(0, mk.data), 0);
+    buf_fini(&mk);
     close_nodes();
 }
 END_TEST
@@ -255,30 +323,177 @@ START_TEST(test_purge_tag_refuses_bad_tag)
     /* An invalid tag is refused before memcached is asked: an item under
      * the key it would name survives. */
     char k[96];
-    snprintf(k, sizeof k, PURGE_TAG_PREFIX "x%ld/y", (long)getpid());
-    put(0, k, " whatever");
-    const char *tag = k + strlen(PURGE_TAG_PREFIX);
-    ck_assert_int_eq(purge_tag(w, nnodes, tag, strlen(tag)), -1);
+    snprintf(k, sizeof k, PURGE_MARK_PREFIX "x%ld/y=/p", (long)getpid());
+    put(0, k, "");
+    char tag[64];
+    snprintf(tag, sizeof tag, "x%ld/y", (long)getpid());
+    struct purge_report rep;
+    purge_report_init(&rep, nnodes);
+    ck_assert_int_eq(purge_tag(w, tag, strlen(tag), &rep), -1);
+    purge_report_fini(&rep);
     ck_assert_int_eq(present(0, k), 1);
-    ck_assert_int_eq(purge_index_tags(w, 0, "/k", 2, "bad/tag", 7), 0);
+    /* Nothing to index is no failure. */
+    ck_assert_int_eq(index_page(0, "/k", "bad/tag"), 0);
     close_nodes();
 }
 END_TEST
 
 START_TEST(test_purge_tag_dead_node)
 {
-    /* One node refuses connections: the purge says it failed, and the
-     * nodes that answer are purged all the same. */
+    /* One node refuses connections: indexing there fails and is said, the
+     * purge names the node and is not complete, and the nodes that answer
+     * are purged all the same. */
     open_nodes(1);
     const char *p = uniq("dead");
     char t[64];
     snprintf(t, sizeof t, "d%ld", (long)getpid());
     put(0, p, "x");
-    ck_assert_int_eq(purge_index_tags(w, 0, p, strlen(p), t, strlen(t)), 1);
-    ck_assert_int_eq(purge_index_tags(w, 2, p, strlen(p), t, strlen(t)), 0);
-    ck_assert_int_eq(purge_tag(w, nnodes, t, strlen(t)), -1);
+    ck_assert_int_eq(index_page(0, p, t), 0);
+    ck_assert_int_eq(index_page(2, p, t), 1);
+    struct purge_report rep;
+    purge(t, &rep);
+    ck_assert_int_eq(rep.purged, 1);
+    ck_assert_int_eq(purge_report_complete(&rep), 0);
+    ck_assert_uint_eq(rep.nfailed, 1);
+    ck_assert_int_eq(rep.failed[2], 1);
+    struct buf why = BUF_INIT;
+    purge_report_why(&rep, w, &why);
+    ck_assert_msg(strstr(why.data, "failed") != NULL, "%s", why.data);
+    buf_fini(&why);
+    purge_report_fini(&rep);
     ck_assert_int_eq(present(0, p), 0);
     close_nodes();
+}
+END_TEST
+
+/* Stores (page, then its marker, as the worker does) running while the
+ * tag is purged: afterwards every page left must still be indexed, so
+ * that the next purge finds it. */
+#define RACE_PAGES 300
+
+START_TEST(test_purge_races_stores)
+{
+    open_nodes(0);
+    char t[64];
+    snprintf(t, sizeof t, "race%ld", (long)getpid());
+    volatile unsigned long *stores =
+        mmap(NULL, sizeof *stores, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne((void *)stores, MAP_FAILED);
+    *stores = 0;
+    pid_t parent = getpid();
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        tu_die_with_parent(parent);
+        close_nodes(); /* connections of its own */
+        open_nodes(0);
+        uint64_t until = util_now_ms() + 10000;
+        for (unsigned long i = 0; util_now_ms() < until; i++) {
+            char k[96];
+            snprintf(k, sizeof k, "/race/%ld/%lu", (long)parent, i % RACE_PAGES);
+            mcclient_set(w, 0, k, strlen(k), "x", 1, 0, 60);
+            index_page(0, k, t);
+            *stores = i + 1;
+        }
+        _exit(0);
+    }
+    uint64_t deadline = util_now_ms() + 5000;
+    while (*stores < RACE_PAGES && util_now_ms() < deadline)
+        usleep(1000);
+    ck_assert_uint_ge(*stores, RACE_PAGES);
+    unsigned long during = 0;
+    long purged = 0;
+    for (int round = 0; round < 5; round++) {
+        unsigned long before = *stores;
+        struct purge_report rep;
+        purge(t, &rep);
+        ck_assert_int_eq(purge_report_complete(&rep), 1);
+        purged += rep.purged;
+        purge_report_fini(&rep);
+        during += *stores - before;
+    }
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    /* The race really ran: stores happened while purging, and purges
+     * found pages. */
+    ck_assert_uint_gt(during, 0);
+    ck_assert_int_gt(purged, 0);
+    /* A store killed between its page and its marker is a crash, not a
+     * race: finish the last one as the worker would have. */
+    unsigned long last = *stores;
+    char k[96];
+    snprintf(k, sizeof k, "/race/%ld/%lu", (long)parent, last % RACE_PAGES);
+    if (present(0, k))
+        index_page(0, k, t);
+    size_t left = 0;
+    struct buf mk = BUF_INIT;
+    for (unsigned long i = 0; i < RACE_PAGES; i++) {
+        snprintf(k, sizeof k, "/race/%ld/%lu", (long)parent, i);
+        if (!present(0, k))
+            continue;
+        left++;
+        purge_marker_key(&mk, t, strlen(t), k, strlen(k));
+        ck_assert_msg(present(0, mk.data), "%s left without its index entry", k);
+    }
+    buf_fini(&mk);
+    /* And the next purge takes them all. */
+    struct purge_report rep;
+    purge(t, &rep);
+    ck_assert_int_eq(rep.purged, (long)left);
+    purge_report_fini(&rep);
+    char pre[96];
+    snprintf(pre, sizeof pre, "/race/%ld/", (long)parent);
+    ck_assert_int_eq(tu_count_keys(w, 0, pre), 0);
+    munmap((void *)stores, sizeof *stores);
+    close_nodes();
+}
+END_TEST
+
+/* A node too small for what is stored: memcached evicts markers, and the
+ * purge must say it may have missed pages. */
+START_TEST(test_evicted_markers_make_purge_incomplete)
+{
+    int port;
+    pid_t small = tu_memcached_start_mb(&port, 2);
+    ck_assert_int_gt(small, 0);
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"memcached\": {\"servers\": [\"127.0.0.1:%d\"], \"timeout_ms\": 2000}}", port);
+    struct err e;
+    err_clear(&e);
+    struct config *c = config_load_string(json, strlen(json), "test", NULL,
+                                          CONFIG_ALLOW_NO_ROUTES, &e);
+    ck_assert_msg(c != NULL, "config: %s", e.text);
+    struct mcclient *mc = mcclient_new(c);
+    /* 40,000 pages of 100 bytes and their markers: about 9 MB of items
+     * for a 2 MB node. */
+    char page[100];
+    memset(page, 'p', sizeof page);
+    long stored = 0;
+    for (int i = 0; i < 40000; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "/small/%d", i);
+        if (mcclient_set(mc, 0, k, strlen(k), page, sizeof page, 0, 600) == MCC_OK &&
+            purge_index_tags(mc, 0, k, strlen(k), "small", 5, 600) == 0)
+            stored++;
+    }
+    ck_assert_int_gt(stored, 30000);
+    struct purge_report rep;
+    purge_report_init(&rep, 1);
+    ck_assert_int_eq(purge_tag(mc, "small", 5, &rep), 0);
+    /* The fault really happened: markers were evicted (fewer found than
+     * written) and the node says so. */
+    ck_assert_int_lt(rep.entries, stored);
+    ck_assert_msg(rep.evicted > 0, "evicted %lu entries %ld stored %ld nfailed %zu", rep.evicted, rep.entries, stored, rep.nfailed);
+    ck_assert_int_eq(purge_report_complete(&rep), 0);
+    struct buf why = BUF_INIT;
+    purge_report_why(&rep, mc, &why);
+    ck_assert_msg(strstr(why.data, "evicted") != NULL, "%s", why.data);
+    buf_fini(&why);
+    purge_report_fini(&rep);
+    mcclient_free(mc);
+    config_free(c);
+    tu_stop_pid(&small);
 }
 END_TEST
 
@@ -294,8 +509,11 @@ static Suite *purge_suite(void)
     tcase_add_test(tc, test_purge_key_on_its_node);
     tcase_add_test(tc, test_purge_key_nginx_cannot_read);
     tcase_add_test(tc, test_index_then_purge_tag);
+    tcase_add_test(tc, test_long_key_hashed_marker);
     tcase_add_test(tc, test_purge_tag_refuses_bad_tag);
     tcase_add_test(tc, test_purge_tag_dead_node);
+    tcase_add_test(tc, test_purge_races_stores);
+    tcase_add_test(tc, test_evicted_markers_make_purge_incomplete);
     suite_add_tcase(s, tc);
     return s;
 }

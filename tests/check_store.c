@@ -212,6 +212,7 @@ START_TEST(test_outcome_counters)
         "fail_too_large",   "key_drift",       "backend_mismatch",  "node_drift",
         "bad_request",      "purged",          "skip_gzip",         "lock_served",
         "skip_target",      "render_too_large", "data_too_large",   "params_timeout",
+        "tag_index_failed",
     };
     ck_assert_uint_eq(sizeof listed / sizeof *listed, STATS_N);
     int seen[STATS_N] = {0};

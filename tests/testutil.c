@@ -12,6 +12,7 @@
 
 #include "testutil.h"
 
+#include "memfill/mcclient.h"
 #include "memfill/util.h"
 
 #include <fcntl.h>
@@ -287,10 +288,11 @@ void tu_stop_pid(pid_t *pid)
 }
 
 /* Starts memcached on 127.0.0.1:port, or on the unix socket unix_path. */
-static pid_t memcached_spawn(int port, const char *unix_path)
+static pid_t memcached_spawn(int port, const char *unix_path, int mb)
 {
-    char ps[16];
+    char ps[16], ms[16];
     snprintf(ps, sizeof ps, "%d", port);
+    snprintf(ms, sizeof ms, "%d", mb);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -306,7 +308,7 @@ static pid_t memcached_spawn(int port, const char *unix_path)
         argv[n++] = "-U";
         argv[n++] = "0";
         argv[n++] = "-m";
-        argv[n++] = "64";
+        argv[n++] = ms;
         argv[n++] = "-t";
         argv[n++] = "1";
         if (geteuid() == 0) {
@@ -346,12 +348,21 @@ pid_t tu_memcached_start(int *port)
     if (fd < 0)
         return -1;
     close(fd);
-    return memcached_spawn(*port, NULL);
+    return memcached_spawn(*port, NULL, 64);
+}
+
+pid_t tu_memcached_start_mb(int *port, int mb)
+{
+    int fd = tu_bind_free_port(port, 0);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return memcached_spawn(*port, NULL, mb);
 }
 
 pid_t tu_memcached_start_unix(const char *path)
 {
-    return memcached_spawn(0, path);
+    return memcached_spawn(0, path, 64);
 }
 
 int tu_memcached_missing(void)
@@ -365,4 +376,42 @@ int tu_memcached_missing(void)
     }
     fprintf(stderr, "SKIP: memcached is not installed\n");
     return 77;
+}
+
+/* memcached's encoding of keys in metadump: %XX but for [A-Za-z0-9._~-]. */
+static void uri_encode(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *s && o + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '.' || c == '_' || c == '~' || c == '-')
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "%%%02X", c);
+    }
+    out[o] = '\0';
+}
+
+struct counting {
+    char enc[1024]; /* "key=" + the encoded prefix */
+    long n;
+};
+
+static int count_line(void *ctx, const char *line, size_t len)
+{
+    struct counting *c = ctx;
+    size_t el = strlen(c->enc);
+    if (len >= el && memcmp(line, c->enc, el) == 0)
+        c->n++;
+    return 0;
+}
+
+long tu_count_keys(struct mcclient *mc, size_t node, const char *prefix)
+{
+    struct counting c = {"key=", 0};
+    uri_encode(prefix, c.enc + 4, sizeof c.enc - 4);
+    if (mcclient_lines(mc, node, "lru_crawler metadump hash", count_line, &c) != MCC_OK)
+        return -1;
+    return c.n;
 }

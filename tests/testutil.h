@@ -84,6 +84,8 @@ int tu_bind_free_port(int *port, int listen_too);
  * Linux). Returns its pid once it accepts connections (within 10 s), or
  * -1. */
 pid_t tu_memcached_start(int *port);
+/* Like tu_memcached_start with mb megabytes of item memory (-m). */
+pid_t tu_memcached_start_mb(int *port, int mb);
 /* The same on the unix socket path. */
 pid_t tu_memcached_start_unix(const char *path);
 /* Returns 1 when a connection to 127.0.0.1:port (or to the unix socket
@@ -93,6 +95,10 @@ int tu_can_connect(int port, const char *unix_path);
 void tu_die_with_parent(pid_t parent);
 /* Kills and reaps *pid when it is > 0, then sets it to -1. */
 void tu_stop_pid(pid_t *pid);
+struct mcclient;
+/* The number of items on node whose key starts with prefix (escaped, as
+ * stored), listed with `lru_crawler metadump hash`; -1 on failure. */
+long tu_count_keys(struct mcclient *mc, size_t node, const char *prefix);
 /* Exit code for a suite that needs memcached when there is none: 77
  * (automake's skip) with a line on stderr, or EXIT_FAILURE when
  * MEMFILL_NO_SKIP=1. Returns 0 when memcached is installed. */

@@ -56,6 +56,24 @@ enum mcc_result mcclient_get(struct mcclient *w, size_t node, const char *key, s
 enum mcc_result mcclient_append(struct mcclient *w, size_t node, const char *key, size_t klen,
                                 const void *value, size_t vlen);
 
+/* Sends cmd (one line without "\r\n", e.g. "lru_crawler metadump hash"
+ * or "stats items") to node and hands each reply line before "END" to
+ * each(ctx, line, len); each returning non-zero stops reading (the
+ * connection is then closed). A long listing may take longer than one
+ * operation: each line must come within memcached.timeout_ms of the one
+ * before. A "BUSY" answer (another crawl running) is retried until
+ * timeout_ms has passed. MCC_SERVER_ERROR on an error reply. */
+enum mcc_result mcclient_lines(struct mcclient *w, size_t node, const char *cmd,
+                               int (*each)(void *ctx, const char *line, size_t len), void *ctx);
+/* Deletes the n keys keys[i] (escaped, lens[i] bytes) on node, sending
+ * them pipelined in groups; *deleted and *missing (either may be NULL)
+ * get how many were deleted and how many were not there. Stops at the
+ * first failure (MCC_BAD_KEY for an invalid key, else the transport or
+ * server error). */
+enum mcc_result mcclient_delete_many(struct mcclient *w, size_t node, const char *const *keys,
+                                     const size_t *lens, size_t n, size_t *deleted,
+                                     size_t *missing);
+
 /* Largest value (bytes) node accepts for a key of klen bytes: from
  * cache.max_item when set, else from the node's `stats settings`
  * item_size_max, which is read once per connection, as part of the first

@@ -31,6 +31,7 @@ enum stats_counter {
     STATS_DATA_TOO_LARGE,    /* a data file or data_url document over template.max_data */
     STATS_PARAMS_TIMEOUT,    /* a FastCGI connection closed: no complete request within
                                 params_timeout_ms */
+    STATS_TAG_INDEX_FAILED,  /* a stored page's tag marker could not be written */
     STATS_N
 };
 

@@ -387,15 +387,24 @@ static int cmd_purge(int argc, char **argv)
     for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
         if (mode == BY_TAG) {
-            long n = purge_tag(mc, nodesel_count(sel), arg, strlen(arg));
-            if (n < 0) {
-                fprintf(stderr, "memfillctl: purge: tag \"%s\": %s\n", arg,
-                        purge_tag_valid(arg, strlen(arg)) ? "a memcached node failed"
-                                                          : "not a valid tag");
+            struct purge_report rep;
+            purge_report_init(&rep, nodesel_count(sel));
+            if (purge_tag(mc, arg, strlen(arg), &rep) < 0) {
+                fprintf(stderr, "memfillctl: purge: tag \"%s\": not a valid tag\n", arg);
                 rc = 1;
             } else {
-                printf("tag %s\t%ld purged\n", arg, n);
+                printf("tag %s\t%ld purged\n", arg, rep.purged);
+                if (!purge_report_complete(&rep)) {
+                    /* Never a plain success while pages may be left. */
+                    struct buf why = BUF_INIT;
+                    purge_report_why(&rep, mc, &why);
+                    fprintf(stderr, "memfillctl: purge: tag \"%s\": may be incomplete: %s\n",
+                            arg, why.data);
+                    buf_fini(&why);
+                    rc = 1;
+                }
             }
+            purge_report_fini(&rep);
             continue;
         }
         struct buf raw = BUF_INIT;

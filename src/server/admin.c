@@ -118,8 +118,11 @@ void admin_purge(const struct site *site, struct mcclient *mc, const struct requ
         return;
     }
     if (tags) {
-        long total = 0;
-        int failed = 0, bad = 0;
+        /* One report for all the tags: complete only when every node was
+         * purged and no tag entry can have been evicted (purge.h). */
+        struct purge_report rep;
+        purge_report_init(&rep, nodesel_count(site->nodes));
+        int bad = 0;
         const char *p = tags;
         while (*p) {
             while (*p == ' ' || *p == ',')
@@ -127,22 +130,34 @@ void admin_purge(const struct site *site, struct mcclient *mc, const struct requ
             size_t n = strcspn(p, " ,");
             if (n == 0)
                 break;
-            if (!purge_tag_valid(p, n)) {
+            if (purge_tag(mc, p, n, &rep) < 0)
                 bad = 1;
-            } else {
-                long d = purge_tag(mc, nodesel_count(site->nodes), p, n);
-                if (d < 0)
-                    failed = 1;
-                else
-                    total += d;
-            }
             p += n;
         }
-        slot->counters[STATS_PURGED] += (uint64_t)total;
-        buf_printf(&out, "{\"purged\":%ld%s}", total,
-                   failed ? ",\"error\":\"a memcached node failed\""
-                          : bad ? ",\"error\":\"invalid tag skipped\"" : "");
-        answer(resp, failed ? 502 : bad && !total ? 400 : 200, out.data);
+        slot->counters[STATS_PURGED] += (uint64_t)rep.purged;
+        int complete = purge_report_complete(&rep);
+        buf_printf(&out, "{\"purged\":%ld,\"entries\":%ld,\"complete\":%s", rep.purged,
+                   rep.entries, complete ? "true" : "false");
+        if (rep.nfailed) {
+            buf_append_str(&out, ",\"failed_nodes\":[");
+            for (size_t i = 0, k = 0; i < rep.nnodes; i++)
+                if (rep.failed[i])
+                    buf_printf(&out, "%s\"%s\"", k++ ? "," : "", mcclient_node_address(mc, i));
+            buf_append_char(&out, ']');
+        }
+        if (rep.evicted)
+            buf_printf(&out, ",\"evicted\":%lu", rep.evicted);
+        if (!complete) {
+            struct buf why = BUF_INIT;
+            purge_report_why(&rep, mc, &why);
+            buf_printf(&out, ",\"error\":\"may be incomplete: %s\"", why.data);
+            buf_fini(&why);
+        } else if (bad) {
+            buf_append_str(&out, ",\"error\":\"invalid tag skipped\"");
+        }
+        buf_append_char(&out, '}');
+        answer(resp, !complete ? 502 : bad && !rep.purged ? 400 : 200, out.data);
+        purge_report_fini(&rep);
         buf_fini(&out);
         buf_fini(&tagbuf);
         return;

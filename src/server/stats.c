@@ -22,6 +22,7 @@ struct stats {
 static const char *const event_names[STATS_N - OUTCOME_N] = {
     "requests",    "key_drift",        "backend_mismatch", "node_drift",     "bad_request",
     "purged",      "render_too_large", "data_too_large",   "params_timeout",
+    "tag_index_failed",
 };
 
 /* The listing order: the order the counters were added in. */
@@ -35,7 +36,7 @@ static const unsigned char listed[STATS_N] = {
     STATS_BACKEND_MISMATCH,  STATS_NODE_DRIFT,         STATS_BAD_REQUEST,
     STATS_PURGED,            OUTCOME_SKIP_GZIP,        OUTCOME_LOCK_SERVED,
     OUTCOME_SKIP_TARGET,     STATS_RENDER_TOO_LARGE,   STATS_DATA_TOO_LARGE,
-    STATS_PARAMS_TIMEOUT,
+    STATS_PARAMS_TIMEOUT,    STATS_TAG_INDEX_FAILED,
 };
 
 struct stats *stats_new(size_t nslots)

@@ -423,9 +423,10 @@ static void serve_one(struct worker *w, char **envp)
     stampede_leave(&w->stampede, w->mc, outcome);
     count(w, stats_outcome_counter(outcome));
     const struct store_location *loc = &w->job.loc;
-    if (outcome == OUTCOME_STORED && w->resp.tags.len)
+    if (outcome == OUTCOME_STORED && w->resp.tags.len &&
         purge_index_tags(w->mc, (size_t)loc->node, loc->esc_key.data, loc->esc_key.len,
-                         w->resp.tags.data, w->resp.tags.len);
+                         w->resp.tags.data, w->resp.tags.len, w->job.ttl) > 0)
+        count(w, STATS_TAG_INDEX_FAILED);
     if (w->job.decision == OUTCOME_STORED && loc->node >= 0 && loc->node < STATS_MAX_NODES) {
         if (outcome == OUTCOME_STORED)
             w->slot->node_ok[loc->node]++;

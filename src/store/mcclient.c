@@ -380,3 +380,120 @@ const char *mcclient_node_address(const struct mcclient *w, size_t node)
 {
     return node < w->n ? w->nodes[node].address : "";
 }
+
+/* ---- listings and pipelined deletes (purge) ---- */
+
+/* How long a BUSY crawler is waited for, between retries. */
+#define BUSY_RETRY_MS 20
+
+enum mcc_result mcclient_lines(struct mcclient *w, size_t node, const char *cmd,
+                               int (*each)(void *ctx, const char *line, size_t len), void *ctx)
+{
+    if (node >= w->n)
+        return MCC_CONNECTION;
+    struct mcc_node *nd = &w->nodes[node];
+    uint64_t deadline;
+    enum mcc_result r = begin(w, nd, &deadline);
+    if (r != MCC_OK)
+        return r;
+    uint64_t busy_until = deadline;
+    struct buf line_cmd = BUF_INIT;
+    buf_printf(&line_cmd, "%s\r\n", cmd);
+    for (;;) {
+        struct iovec iov = {line_cmd.data, line_cmd.len};
+        enum mcconn_result cr = mcconn_send(nd->conn, &iov, 1, deadline);
+        int first = 1, busy = 0;
+        while (cr == MCCONN_OK) {
+            const char *line;
+            size_t len;
+            cr = mcconn_line_lf(nd->conn, deadline, &line, &len);
+            if (cr != MCCONN_OK)
+                break;
+            deadline = util_now_ms() + w->cfg->mc_timeout_ms; /* progress resets it */
+            if (line_is(line, len, "END")) {
+                buf_fini(&line_cmd);
+                return finish(nd, MCC_OK);
+            }
+            if (first && line_starts(line, len, "BUSY")) {
+                busy = 1;
+                break;
+            }
+            if (first && (line_starts(line, len, "ERROR") || line_starts(line, len, "CLIENT_ERROR") ||
+                          line_starts(line, len, "SERVER_ERROR"))) {
+                buf_fini(&line_cmd);
+                return finish(nd, MCC_SERVER_ERROR);
+            }
+            first = 0;
+            if (each(ctx, line, len)) {
+                mcconn_close(nd->conn);
+                buf_fini(&line_cmd);
+                return MCC_OK;
+            }
+        }
+        if (!busy || util_now_ms() + BUSY_RETRY_MS >= busy_until) {
+            buf_fini(&line_cmd);
+            return finish(nd, busy ? MCC_SERVER_ERROR : from_conn(cr));
+        }
+        struct timespec pause = {0, BUSY_RETRY_MS * 1000000L};
+        nanosleep(&pause, NULL);
+        deadline = util_now_ms() + w->cfg->mc_timeout_ms;
+    }
+}
+
+/* Deletes sent in one write before their replies are read: enough to hide
+ * the round trip, few enough that the node's output never fills up. */
+#define DELETE_GROUP 256
+
+enum mcc_result mcclient_delete_many(struct mcclient *w, size_t node, const char *const *keys,
+                                     const size_t *lens, size_t n, size_t *deleted,
+                                     size_t *missing)
+{
+    size_t del = 0, miss = 0;
+    enum mcc_result r = MCC_OK;
+    if (node >= w->n)
+        r = MCC_CONNECTION;
+    struct mcc_node *nd = node < w->n ? &w->nodes[node] : NULL;
+    struct buf out = BUF_INIT;
+    for (size_t i = 0; r == MCC_OK && i < n; i += DELETE_GROUP) {
+        size_t end = i + DELETE_GROUP < n ? i + DELETE_GROUP : n;
+        buf_reset(&out, 1 << 20);
+        for (size_t k = i; k < end; k++) {
+            if (!key_valid(keys[k], lens[k])) {
+                r = MCC_BAD_KEY;
+                break;
+            }
+            buf_append_str(&out, "delete ");
+            buf_append(&out, keys[k], lens[k]);
+            buf_append_str(&out, "\r\n");
+        }
+        uint64_t deadline;
+        if (r == MCC_OK)
+            r = begin(w, nd, &deadline);
+        if (r != MCC_OK)
+            break;
+        struct iovec iov = {out.data, out.len};
+        enum mcconn_result cr = mcconn_send(nd->conn, &iov, 1, deadline);
+        for (size_t k = i; cr == MCCONN_OK && r == MCC_OK && k < end; k++) {
+            const char *line;
+            size_t len;
+            cr = mcconn_line(nd->conn, deadline, &line, &len);
+            if (cr != MCCONN_OK)
+                break;
+            if (line_is(line, len, "DELETED"))
+                del++;
+            else if (line_is(line, len, "NOT_FOUND"))
+                miss++;
+            else
+                r = MCC_SERVER_ERROR;
+        }
+        if (cr != MCCONN_OK)
+            r = from_conn(cr);
+        r = finish(nd, r);
+    }
+    buf_fini(&out);
+    if (deleted)
+        *deleted = del;
+    if (missing)
+        *missing = miss;
+    return r;
+}

@@ -43,8 +43,7 @@ st = Stack("ops", deadline=120)
 try:
     mc_ports = [free_port() for _ in range(3)]
     app_port, web_port, admin_port, origin_port = free_port(), free_port(), free_port(), free_port()
-    for p in mc_ports:
-        st.memcached(port=p)
+    mc_procs = [st.memcached(port=p) for p in mc_ports]
     mcs = [Memcached(port=p) for p in mc_ports]
     origin = st.origin(origin_port)
     st.write("page.mustache", "<p>{{path}}</p>\n")
@@ -104,14 +103,20 @@ try:
     check(all(stored(u) for u in news) and stored(b"/tags"), "tagged pages not stored")
     nodes_used = {holder(u)[0] for u in news if holder(u)}
     check(len(nodes_used) >= 2, f"news pages all on one node: {nodes_used}")
+    # each page has its tag marker on its own node (written just after it)
+    check(all(holder(u) and mcs[holder(u)[0]].wait(b"memfill:t:news=" + memc_escape(u))
+              is not None for u in news), "news pages not indexed")
     s, h, b = http(web_port, "/", method="PURGE",
                    headers={"X-Memfill-Token": TOKEN, "X-Memfill-Purge-Tag": "news"})
-    if check(s == 200 and json.loads(b)["purged"] == len(news), f"tag purge: {s} {b!r}"):
+    doc = json.loads(b) if s == 200 else {}
+    if check(doc.get("purged") == len(news) and doc.get("entries") == len(news)
+             and doc.get("complete") is True, f"tag purge: {s} {b!r}"):
         passed += 1
     check(all(not holder(u) for u in news), "tagged pages survived the tag purge")
     check(holder(b"/tags"), "an untagged-news page was purged")
     for m in mcs:
-        check(m.get(b"memfill:tag:news") is None, "tag index survived its purge")
+        check(all(m.get(b"memfill:t:news=" + memc_escape(u)) is None for u in news),
+              "tag index survived its purge")
     # origin tags "a b" and "c,d"
     r = ctl("purge", "--tag", "c", config=conf)
     check(r.returncode == 0 and b"1 purged" in r.stdout, f"ctl purge --tag: {r.stdout!r}")
@@ -160,7 +165,8 @@ try:
     r = ctl("stats", config=conf)
     doc = json.loads(r.stdout) if r.returncode == 0 else {}
     c = doc.get("counters", {})
-    check(c.get("stored", 0) >= 20 and c.get("purged", 0) >= 13, f"counters {c}")
+    check(c.get("stored", 0) >= 20 and c.get("purged", 0) >= 13
+          and c.get("tag_index_failed") == 0, f"counters {c}")
     # a reason per skip
     http(web_port, "/cookie")
     http(web_port, "/private")
@@ -172,7 +178,20 @@ try:
           and c["skip_key_too_long"] >= 1, f"skip counters {c}")
     check(len(doc.get("nodes", [])) == 3, "per-node stats missing")
     passed += 5
-    for m in mcs:
+
+    # ---- a node down: a tag purge never claims success ----
+    st.stop(mc_procs[2])
+    dead = f"127.0.0.1:{mc_ports[2]}"
+    r = ctl("purge", "--tag", "news", config=conf)
+    check(r.returncode != 0 and b"may be incomplete" in r.stderr and dead.encode() in r.stderr,
+          f"ctl purge --tag with a node down: {r.returncode} {r.stderr!r}")
+    s, h, b = http(web_port, "/", method="PURGE",
+                   headers={"X-Memfill-Token": TOKEN, "X-Memfill-Purge-Tag": "news"})
+    doc = json.loads(b) if b.startswith(b"{") else {}
+    check(s == 502 and doc.get("complete") is False and doc.get("failed_nodes") == [dead],
+          f"PURGE tag with a node down: {s} {b!r}")
+    passed += 2
+    for m in mcs[:2]:
         m.close()
 finally:
     if FAILURES:
