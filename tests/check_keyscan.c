@@ -24,6 +24,7 @@
 #include "memfill/keyesc.h"
 #include "memfill/keyloc.h"
 #include "memfill/keyscan.h"
+#include "memfill/mcclient.h"
 #include "memfill/purgematch.h"
 #include "memfill/util.h"
 #include "testutil.h"
@@ -65,6 +66,17 @@ START_TEST(parse_metadump_lines)
     buf_fini(&b);
 }
 END_TEST
+
+
+/* purgematch_run through a memcached client made for cfg, as the PURGE
+ * endpoint and memfillctl do. */
+static int run(const struct config *cfg, struct purgematch *m, struct purgematch_report *r)
+{
+    struct mcclient *mc = mcclient_new(cfg);
+    int complete = purgematch_run(mc, m, r);
+    mcclient_free(mc);
+    return complete;
+}
 
 static struct purgematch *matcher(enum purgematch_kind k, const char *p, int bk)
 {
@@ -304,7 +316,7 @@ START_TEST(purge_prefix_and_regex_at_100k)
     struct purgematch *m = matcher(PURGEMATCH_PREFIX, "/treks/", 0);
     struct purgematch_report r;
     uint64_t t0 = util_now_ms();
-    ck_assert_int_eq(purgematch_run(cfg, m, &r), 1);
+    ck_assert_int_eq(run(cfg, m, &r), 1);
     uint64_t ms = util_now_ms() - t0;
     fprintf(stderr, "prefix purge: %llu of %llu keys in %llu ms\n",
             (unsigned long long)r.purged, (unsigned long long)r.scanned, (unsigned long long)ms);
@@ -325,7 +337,7 @@ START_TEST(purge_prefix_and_regex_at_100k)
 
     /* regex: the tab group's keys ending in 3 (half of i = 3 mod 5) */
     m = matcher(PURGEMATCH_REGEX, "^/news/a\tb/[0-9]*3$", 0);
-    ck_assert_int_eq(purgematch_run(cfg, m, &r), 1);
+    ck_assert_int_eq(run(cfg, m, &r), 1);
     ck_assert_uint_eq(r.purged, NKEYS / NGROUPS / 2);
     purgematch_report_fini(&r);
     purgematch_free(m);
@@ -362,7 +374,7 @@ START_TEST(node_down_makes_it_partial)
     struct purgematch *m = matcher(PURGEMATCH_PREFIX, "/gone/", 0);
     struct purgematch_report r;
     uint64_t t0 = util_now_ms();
-    ck_assert_int_eq(purgematch_run(cfg, m, &r), 0);
+    ck_assert_int_eq(run(cfg, m, &r), 0);
     uint64_t ms = util_now_ms() - t0;
     /* 3 tries of 400 ms on the silent node plus 300 ms between them */
     ck_assert_msg(ms < 4000, "partial purge took %llu ms", (unsigned long long)ms);

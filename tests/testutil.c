@@ -12,6 +12,9 @@
 
 #include "testutil.h"
 
+#include "memfill/conf.h"
+#include "memfill/err.h"
+#include "memfill/keyscan.h"
 #include "memfill/mcclient.h"
 #include "memfill/util.h"
 
@@ -378,40 +381,30 @@ int tu_memcached_missing(void)
     return 77;
 }
 
-/* memcached's encoding of keys in metadump: %XX but for [A-Za-z0-9._~-]. */
-static void uri_encode(const char *s, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (; *s && o + 4 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '.' || c == '_' || c == '~' || c == '-')
-            out[o++] = (char)c;
-        else
-            o += (size_t)snprintf(out + o, cap - o, "%%%02X", c);
-    }
-    out[o] = '\0';
-}
-
 struct counting {
-    char enc[1024]; /* "key=" + the encoded prefix */
+    const char *prefix;
+    size_t len;
     long n;
 };
 
-static int count_line(void *ctx, const char *line, size_t len)
+static void count_key(void *ctx, const char *esc, size_t esclen, const char *raw, size_t rawlen)
 {
     struct counting *c = ctx;
-    size_t el = strlen(c->enc);
-    if (len >= el && memcmp(line, c->enc, el) == 0)
+    (void)raw;
+    (void)rawlen;
+    if (esclen >= c->len && memcmp(esc, c->prefix, c->len) == 0)
         c->n++;
-    return 0;
 }
 
 long tu_count_keys(struct mcclient *mc, size_t node, const char *prefix)
 {
-    struct counting c = {"key=", 0};
-    uri_encode(prefix, c.enc + 4, sizeof c.enc - 4);
-    if (mcclient_lines(mc, node, "lru_crawler metadump hash", count_line, &c) != MCC_OK)
+    struct counting c = {prefix, strlen(prefix), 0};
+    const struct config *cfg = mcclient_config(mc);
+    uint64_t scanned;
+    struct err e;
+    err_clear(&e);
+    if (keyscan_node(mcclient_node_address(mc, node), cfg->mc_timeout_ms,
+                     cfg->mc_connect_timeout_ms, count_key, &c, &scanned, &e) < 0)
         return -1;
     return c.n;
 }

@@ -97,7 +97,8 @@ void tu_die_with_parent(pid_t parent);
 void tu_stop_pid(pid_t *pid);
 struct mcclient;
 /* The number of items on node whose key starts with prefix (escaped, as
- * stored), listed with `lru_crawler metadump hash`; -1 on failure. */
+ * stored), listed by keyscan (`lru_crawler metadump hash`); -1 on
+ * failure. */
 long tu_count_keys(struct mcclient *mc, size_t node, const char *prefix);
 /* Exit code for a suite that needs memcached when there is none: 77
  * (automake's skip) with a line on stderr, or EXIT_FAILURE when

@@ -1,4 +1,4 @@
-/* keyscan.h - every key on a memcached node, and deleting many keys fast.
+/* keyscan.h - every key on a memcached node.
  *
  * Enumeration reads memcached's `lru_crawler metadump hash` (or `all` on a
  * node without the hash walk) on a connection of its own, so the normal
@@ -6,9 +6,9 @@
  * long dump. Each metadump line names one key, URL-encoded by memcached;
  * the key memcached holds is nginx's escaped form of the raw key
  * (doc/nginx.md §1), so both layers are undone before a caller sees the
- * raw key. Deletes are pipelined in batches on another connection of
- * their own, each batch within memcached.timeout_ms. Facts and costs:
- * doc/purge-prefix.md. */
+ * raw key. Callers delete what they found through the memcached client
+ * (mcclient_delete_many, pipelined), after the dump has ended. Facts and
+ * costs: doc/purge-prefix.md. */
 #ifndef MEMFILL_KEYSCAN_H
 #define MEMFILL_KEYSCAN_H
 
@@ -22,8 +22,6 @@
  * the dump starts), on top of memcached.timeout_ms: 50 us, i.e. a dump
  * slower than 20,000 keys/s is cut off and reported. */
 #define KEYSCAN_US_PER_KEY 50
-/* Deletes sent before their replies are read. */
-#define KEYSCAN_DELETE_BATCH 512
 /* Longest metadump line accepted (memcached's are at most 4096 bytes). */
 #define KEYSCAN_LINE_MAX 4096
 
@@ -49,13 +47,5 @@ int keyscan_parse_line(const char *line, size_t len, struct buf *esc);
  * keys read. Returns 0, or -1 with the reason in e. */
 int keyscan_node(const char *address, unsigned timeout_ms, unsigned connect_timeout_ms,
                  keyscan_fn fn, void *ctx, uint64_t *scanned, struct err *e);
-
-/* Deletes the escaped keys in keys (each followed by '\n', len bytes in
- * all) on the node at address, KEYSCAN_DELETE_BATCH per round trip, each
- * batch within timeout_ms. *deleted counts the keys memcached deleted
- * (the others were already gone). Returns 0, or -1 with the reason in e
- * (the batches before it were deleted). */
-int keyscan_delete(const char *address, unsigned timeout_ms, unsigned connect_timeout_ms,
-                   const char *keys, size_t len, uint64_t *deleted, struct err *e);
 
 #endif

@@ -56,13 +56,12 @@ enum mcc_result mcclient_get(struct mcclient *w, size_t node, const char *key, s
 enum mcc_result mcclient_append(struct mcclient *w, size_t node, const char *key, size_t klen,
                                 const void *value, size_t vlen);
 
-/* Sends cmd (one line without "\r\n", e.g. "lru_crawler metadump hash"
- * or "stats items") to node and hands each reply line before "END" to
- * each(ctx, line, len); each returning non-zero stops reading (the
- * connection is then closed). A long listing may take longer than one
- * operation: each line must come within memcached.timeout_ms of the one
- * before. A "BUSY" answer (another crawl running) is retried until
- * timeout_ms has passed. MCC_SERVER_ERROR on an error reply. */
+/* Sends cmd (one line without "\r\n", e.g. "stats items") to node and
+ * hands each reply line before "END" to each(ctx, line, len); each
+ * returning non-zero stops reading (the connection is then closed). The
+ * whole listing is one operation, within memcached.timeout_ms: for short
+ * listings (stats); a node's keys are read by keyscan. MCC_SERVER_ERROR
+ * on an error reply. */
 enum mcc_result mcclient_lines(struct mcclient *w, size_t node, const char *cmd,
                                int (*each)(void *ctx, const char *line, size_t len), void *ctx);
 /* Deletes the n keys keys[i] (escaped, lens[i] bytes) on node, sending
@@ -86,5 +85,7 @@ size_t mcclient_item_limit(struct mcclient *w, size_t node, size_t klen, uint32_
 const char *mcclient_result_name(enum mcc_result r);
 /* The address text of the node as configured. */
 const char *mcclient_node_address(const struct mcclient *w, size_t node);
+/* The config the client was made for (borrowed). */
+const struct config *mcclient_config(const struct mcclient *w);
 
 #endif

@@ -56,10 +56,6 @@ enum mcconn_result mcconn_send(struct mcconn *c, const struct iovec *iov, int io
  * NUL-terminated; *len is its length. */
 enum mcconn_result mcconn_line(struct mcconn *c, uint64_t deadline_ms, const char **line,
                                size_t *len);
-/* Like mcconn_line, also taking lines ended by a bare "\n" (memcached's
- * `lru_crawler metadump` writes its item lines so). */
-enum mcconn_result mcconn_line_lf(struct mcconn *c, uint64_t deadline_ms, const char **line,
-                                  size_t *len);
 /* Appends exactly n bytes of the reply to out by deadline_ms. */
 enum mcconn_result mcconn_read(struct mcconn *c, uint64_t deadline_ms, struct buf *out,
                                size_t n);

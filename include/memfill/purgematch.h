@@ -60,9 +60,11 @@ struct purgematch_report {
     size_t failed;         /* nodes that failed every try */
 };
 
-/* Purges the matching keys on each of cfg's nodes (cfg must outlive the
- * report). Returns 1 when the purge is complete, 0 when partial. */
-int purgematch_run(const struct config *cfg, struct purgematch *m, struct purgematch_report *r);
+struct mcclient;
+/* Purges the matching keys on each node of mc's config (which must
+ * outlive the report), deleting through mc. Returns 1 when the purge is
+ * complete, 0 when partial. */
+int purgematch_run(struct mcclient *mc, struct purgematch *m, struct purgematch_report *r);
 /* Appends the report as one JSON object: purged, matched, scanned,
  * complete, failed_nodes (addresses), nodes (per node figures, error). */
 void purgematch_report_json(const struct purgematch_report *r, struct buf *out);

@@ -336,8 +336,10 @@ static int cmd_purge_match(int argc, char **argv)
         purgematch_free(m);
         return EX_CONFIG;
     }
+    struct mcclient *mc = mcclient_new(cfg);
     struct purgematch_report r;
-    int complete = purgematch_run(cfg, m, &r);
+    int complete = purgematch_run(mc, m, &r);
+    mcclient_free(mc);
     struct buf out = BUF_INIT;
     purgematch_report_json(&r, &out);
     printf("%s\n", out.data);

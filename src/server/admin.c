@@ -24,8 +24,9 @@ static void answer(struct response *resp, int status, const char *json);
 /* X-Memfill-Purge-Prefix / -Regex: a scan of every node's keys
  * (doc/purge-prefix.md). Each header must come once, and not
  * both. Returns 1 when the request was one of these (answered), else 0. */
-static int purge_by_match(const struct site *site, const struct request *req,
-                          struct response *resp, struct stats_slot *slot)
+static int purge_by_match(const struct site *site, struct mcclient *mc,
+                          const struct request *req, struct response *resp,
+                          struct stats_slot *slot)
 {
     int np = request_param_all(req, "HTTP_X_MEMFILL_PURGE_PREFIX", NULL, NULL);
     int nr = request_param_all(req, "HTTP_X_MEMFILL_PURGE_REGEX", NULL, NULL);
@@ -53,7 +54,7 @@ static int purge_by_match(const struct site *site, const struct request *req,
         return 1;
     }
     struct purgematch_report r;
-    int complete = purgematch_run(site->cfg, m, &r);
+    int complete = purgematch_run(mc, m, &r);
     slot->counters[STATS_PURGED] += r.purged;
     purgematch_report_json(&r, &out);
     answer(resp, complete ? 200 : 502, out.data);
@@ -103,7 +104,7 @@ void admin_purge(const struct site *site, struct mcclient *mc, const struct requ
         answer(resp, 403, "{\"error\":\"forbidden\"}");
         return;
     }
-    if (purge_by_match(site, req, resp, slot))
+    if (purge_by_match(site, mc, req, resp, slot))
         return;
     struct buf out = BUF_INIT, tagbuf = BUF_INIT;
     /* Every instance of the tag header counts (tags are comma or space

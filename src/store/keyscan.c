@@ -1,5 +1,5 @@
 /* keyscan.c - enumerating a memcached node's keys with lru_crawler
- * metadump, and pipelined deletes.
+ * metadump.
  *
  * Why `metadump hash`: memcached 1.6.9+ can walk its hash table instead of
  * its LRUs. The LRU walk skips an item another client holds at that moment
@@ -249,73 +249,5 @@ out:
     buf_fini(&d.in);
     buf_fini(&d.esc);
     buf_fini(&d.raw);
-    return rc;
-}
-
-/* Sends one batch of n deletes and reads their n replies by deadline. */
-static int delete_batch(struct mcconn *c, const struct buf *cmds, size_t n, uint64_t *deleted,
-                        unsigned timeout_ms, struct err *e)
-{
-    uint64_t deadline = util_now_ms() + timeout_ms;
-    struct iovec iov = {cmds->data, cmds->len};
-    enum mcconn_result r = mcconn_send(c, &iov, 1, deadline);
-    for (size_t i = 0; r == MCCONN_OK && i < n; i++) {
-        const char *line;
-        size_t len;
-        r = mcconn_line(c, deadline, &line, &len);
-        if (r != MCCONN_OK)
-            break;
-        if (len == 7 && memcmp(line, "DELETED", 7) == 0) {
-            (*deleted)++;
-        } else if (!(len == 9 && memcmp(line, "NOT_FOUND", 9) == 0)) {
-            err_set(e, NULL, 0, 0, "delete: %.*s", (int)(len > 120 ? 120 : len), line);
-            return -1;
-        }
-    }
-    if (r != MCCONN_OK) {
-        err_set(e, NULL, 0, 0, "delete: %s", conn_error(r));
-        return -1;
-    }
-    return 0;
-}
-
-int keyscan_delete(const char *address, unsigned timeout_ms, unsigned connect_timeout_ms,
-                   const char *keys, size_t len, uint64_t *deleted, struct err *e)
-{
-    *deleted = 0;
-    if (len == 0)
-        return 0;
-    struct mcconn *c = mcconn_new(address);
-    struct buf cmds = BUF_INIT;
-    int fresh, rc = 0;
-    enum mcconn_result r = mcconn_open(c, connect_deadline(timeout_ms, connect_timeout_ms), &fresh);
-    if (r != MCCONN_OK) {
-        err_set(e, NULL, 0, 0, "%s", conn_error(r));
-        rc = -1;
-    }
-    size_t i = 0, n = 0;
-    while (rc == 0 && i < len) {
-        const char *nl = memchr(keys + i, '\n', len - i);
-        size_t klen = nl ? (size_t)(nl - (keys + i)) : len - i;
-        if (klen && !text_key(keys + i, klen)) {
-            err_set(e, NULL, 0, 0, "delete: a key with a byte at or below 0x20");
-            rc = -1;
-            break;
-        }
-        if (klen) {
-            buf_append_str(&cmds, "delete ");
-            buf_append(&cmds, keys + i, klen);
-            buf_append(&cmds, "\r\n", 2);
-            n++;
-        }
-        i += klen + 1;
-        if (n == KEYSCAN_DELETE_BATCH || (i >= len && n)) {
-            rc = delete_batch(c, &cmds, n, deleted, timeout_ms, e);
-            buf_reset(&cmds, 1 << 16);
-            n = 0;
-        }
-    }
-    mcconn_free(c);
-    buf_fini(&cmds);
     return rc;
 }

@@ -383,9 +383,6 @@ const char *mcclient_node_address(const struct mcclient *w, size_t node)
 
 /* ---- listings and pipelined deletes (purge) ---- */
 
-/* How long a BUSY crawler is waited for, between retries. */
-#define BUSY_RETRY_MS 20
-
 enum mcc_result mcclient_lines(struct mcclient *w, size_t node, const char *cmd,
                                int (*each)(void *ctx, const char *line, size_t len), void *ctx)
 {
@@ -396,48 +393,28 @@ enum mcc_result mcclient_lines(struct mcclient *w, size_t node, const char *cmd,
     enum mcc_result r = begin(w, nd, &deadline);
     if (r != MCC_OK)
         return r;
-    uint64_t busy_until = deadline;
     struct buf line_cmd = BUF_INIT;
     buf_printf(&line_cmd, "%s\r\n", cmd);
-    for (;;) {
-        struct iovec iov = {line_cmd.data, line_cmd.len};
-        enum mcconn_result cr = mcconn_send(nd->conn, &iov, 1, deadline);
-        int first = 1, busy = 0;
-        while (cr == MCCONN_OK) {
-            const char *line;
-            size_t len;
-            cr = mcconn_line_lf(nd->conn, deadline, &line, &len);
-            if (cr != MCCONN_OK)
-                break;
-            deadline = util_now_ms() + w->cfg->mc_timeout_ms; /* progress resets it */
-            if (line_is(line, len, "END")) {
-                buf_fini(&line_cmd);
-                return finish(nd, MCC_OK);
-            }
-            if (first && line_starts(line, len, "BUSY")) {
-                busy = 1;
-                break;
-            }
-            if (first && (line_starts(line, len, "ERROR") || line_starts(line, len, "CLIENT_ERROR") ||
-                          line_starts(line, len, "SERVER_ERROR"))) {
-                buf_fini(&line_cmd);
-                return finish(nd, MCC_SERVER_ERROR);
-            }
-            first = 0;
-            if (each(ctx, line, len)) {
-                mcconn_close(nd->conn);
-                buf_fini(&line_cmd);
-                return MCC_OK;
-            }
+    struct iovec iov = {line_cmd.data, line_cmd.len};
+    enum mcconn_result cr = mcconn_send(nd->conn, &iov, 1, deadline);
+    buf_fini(&line_cmd);
+    for (int first = 1; cr == MCCONN_OK; first = 0) {
+        const char *line;
+        size_t len;
+        cr = mcconn_line(nd->conn, deadline, &line, &len);
+        if (cr != MCCONN_OK)
+            break;
+        if (line_is(line, len, "END"))
+            return finish(nd, MCC_OK);
+        if (first && (line_starts(line, len, "ERROR") || line_starts(line, len, "CLIENT_ERROR") ||
+                      line_starts(line, len, "SERVER_ERROR")))
+            return finish(nd, MCC_SERVER_ERROR);
+        if (each(ctx, line, len)) {
+            mcconn_close(nd->conn);
+            return MCC_OK;
         }
-        if (!busy || util_now_ms() + BUSY_RETRY_MS >= busy_until) {
-            buf_fini(&line_cmd);
-            return finish(nd, busy ? MCC_SERVER_ERROR : from_conn(cr));
-        }
-        struct timespec pause = {0, BUSY_RETRY_MS * 1000000L};
-        nanosleep(&pause, NULL);
-        deadline = util_now_ms() + w->cfg->mc_timeout_ms;
     }
+    return finish(nd, from_conn(cr));
 }
 
 /* Deletes sent in one write before their replies are read: enough to hide
@@ -496,4 +473,9 @@ enum mcc_result mcclient_delete_many(struct mcclient *w, size_t node, const char
     if (missing)
         *missing = miss;
     return r;
+}
+
+const struct config *mcclient_config(const struct mcclient *w)
+{
+    return w->cfg;
 }

@@ -281,23 +281,8 @@ static enum mcconn_result recv_some(struct mcconn *c, char *p, size_t room, size
     }
 }
 
-static enum mcconn_result read_line(struct mcconn *c, uint64_t deadline_ms, const char **line,
-                                    size_t *len, int bare_lf);
-
 enum mcconn_result mcconn_line(struct mcconn *c, uint64_t deadline_ms, const char **line,
                                size_t *len)
-{
-    return read_line(c, deadline_ms, line, len, 0);
-}
-
-enum mcconn_result mcconn_line_lf(struct mcconn *c, uint64_t deadline_ms, const char **line,
-                                  size_t *len)
-{
-    return read_line(c, deadline_ms, line, len, 1);
-}
-
-static enum mcconn_result read_line(struct mcconn *c, uint64_t deadline_ms, const char **line,
-                                    size_t *len, int bare_lf)
 {
     if (c->fd < 0)
         return MCCONN_CONNECTION;
@@ -307,12 +292,11 @@ static enum mcconn_result read_line(struct mcconn *c, uint64_t deadline_ms, cons
         char *nl = memchr(c->in + scanned, '\n', c->inlen - scanned);
         if (nl) {
             size_t n = (size_t)(nl - c->in);
-            size_t cr = n > 0 && c->in[n - 1] == '\r';
-            if ((!bare_lf && !cr) || n - cr > MCCONN_LINE_MAX)
+            if (n == 0 || c->in[n - 1] != '\r' || n - 1 > MCCONN_LINE_MAX)
                 return MCCONN_PROTOCOL;
-            c->in[n - cr] = '\0';
+            c->in[n - 1] = '\0';
             *line = c->in;
-            *len = n - cr;
+            *len = n - 1;
             c->skip = n + 1;
             return MCCONN_OK;
         }

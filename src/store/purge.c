@@ -27,6 +27,7 @@
 #include "memfill/buf.h"
 #include "memfill/keyesc.h"
 #include "memfill/keyloc.h"
+#include "memfill/keyscan.h"
 #include "memfill/log.h"
 #include "memfill/util.h"
 
@@ -208,52 +209,25 @@ struct scan {
     int truncated;
 };
 
-/* Decodes memcached's URI-encoding of a metadump key (%XX for every byte
- * but [A-Za-z0-9._~-]) into out; returns 0, or -1 when malformed. */
-static int uri_decode(const char *p, size_t n, struct buf *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '%') {
-            buf_append_char(out, p[i]);
-            continue;
-        }
-        int hi = i + 2 < n ? util_hex_digit((unsigned char)p[i + 1]) : -1;
-        int lo = i + 2 < n ? util_hex_digit((unsigned char)p[i + 2]) : -1;
-        if (hi < 0 || lo < 0)
-            return -1;
-        buf_append_char(out, (char)(hi * 16 + lo));
-        i += 2;
-    }
-    return 0;
-}
-
-/* A metadump line: "key=<uri-encoded key> exp=... cls=... size=...". */
-static int scan_line(void *ctx, const char *line, size_t len)
+/* One key of a node's dump (keyscan): kept when it is a marker of the
+ * tag. The dump cannot be stopped early, so past PURGE_SCAN_MAX markers
+ * the rest is only noted. */
+static void scan_key(void *ctx, const char *esc, size_t esclen, const char *raw, size_t rawlen)
 {
     struct scan *s = ctx;
-    if (len < 4 || memcmp(line, "key=", 4) != 0)
-        return 0;
-    const char *k = line + 4;
-    const char *sp = memchr(k, ' ', len - 4);
-    size_t klen = sp ? (size_t)(sp - k) : len - 4;
-    /* The prefix holds no byte memcached encodes but ':', so compare the
-     * decoded key only when its start can match. */
-    if (klen < 14 || memcmp(k, "memfill%3At%3A", 14) != 0)
-        return 0;
-    size_t mark = s->keys.len;
-    if (uri_decode(k, klen, &s->keys) < 0 || s->keys.len <= s->prefix.len ||
-        memcmp(s->keys.data + mark, s->prefix.data, s->prefix.len) != 0 ||
-        (s->keys.data[mark + s->prefix.len] != '=' && s->keys.data[mark + s->prefix.len] != '#') ||
-        s->keys.len - mark > KEY_MAX_ESCAPED) {
-        s->keys.len = mark;
-        return 0;
-    }
-    buf_append_char(&s->keys, '\0');
-    if (++s->n >= PURGE_SCAN_MAX) {
+    (void)raw;
+    (void)rawlen;
+    if (esclen <= s->prefix.len || esclen > KEY_MAX_ESCAPED ||
+        memcmp(esc, s->prefix.data, s->prefix.len) != 0 ||
+        (esc[s->prefix.len] != '=' && esc[s->prefix.len] != '#'))
+        return;
+    if (s->n >= PURGE_SCAN_MAX) {
         s->truncated = 1;
-        return 1;
+        return;
     }
-    return 0;
+    buf_append(&s->keys, esc, esclen);
+    buf_append_char(&s->keys, '\0');
+    s->n++;
 }
 
 /* Evicted items in marker-sized slab classes, from `stats slabs` (chunk
@@ -413,8 +387,12 @@ int purge_tag(struct mcclient *mc, const char *tag, size_t len, struct purge_rep
         memset(&s, 0, sizeof s);
         buf_append_str(&s.prefix, PURGE_MARK_PREFIX);
         buf_append(&s.prefix, tag, len);
-        enum mcc_result r = mcclient_lines(mc, n, "lru_crawler metadump hash", scan_line, &s);
-        if (r != MCC_OK) {
+        const struct config *cfg = mcclient_config(mc);
+        uint64_t scanned;
+        struct err e;
+        err_clear(&e);
+        if (keyscan_node(mcclient_node_address(mc, n), cfg->mc_timeout_ms,
+                         cfg->mc_connect_timeout_ms, scan_key, &s, &scanned, &e) < 0) {
             fail_node(rep, n);
         } else {
             if (s.truncated)

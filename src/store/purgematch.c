@@ -13,6 +13,7 @@
 
 #include "memfill/purgematch.h"
 #include "memfill/keyscan.h"
+#include "memfill/mcclient.h"
 #include "memfill/util.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -103,7 +104,7 @@ int purgematch_test(struct purgematch *m, const char *raw, size_t len)
 /* One pass over a node's dump. */
 struct pass {
     struct purgematch *m;
-    struct buf keys; /* matched escaped keys, each followed by '\n' */
+    struct buf keys; /* matched escaped keys, each followed by '\0' */
     int more;        /* matches left out: the buffer was full */
     uint64_t matched, match_errors;
 };
@@ -124,7 +125,7 @@ static void on_key(void *ctx, const char *esc, size_t esclen, const char *raw, s
     }
     p->matched++;
     buf_append(&p->keys, esc, esclen);
-    buf_append_char(&p->keys, '\n');
+    buf_append_char(&p->keys, '\0');
 }
 
 static void sleep_ms(unsigned ms)
@@ -145,10 +146,37 @@ static void set_error(struct purgematch_node *nd, const struct err *e)
     nd->error[i] = '\0';
 }
 
-/* Purges node nd by address; returns 0, or -1 with the reason in e. */
-static int purge_node(const struct config *cfg, struct purgematch *m, struct purgematch_node *nd,
-                      uint64_t *match_errors, struct err *e)
+/* Deletes the n NUL-separated keys in keys on node i through mc. */
+static int delete_listed(struct mcclient *mc, size_t i, const struct buf *keys, uint64_t n,
+                         uint64_t *deleted, struct err *e)
 {
+    if (n == 0)
+        return 0;
+    const char **k = xcalloc((size_t)n, sizeof *k);
+    size_t *l = xcalloc((size_t)n, sizeof *l);
+    size_t j = 0;
+    for (size_t at = 0; at < keys->len && j < n; j++) {
+        k[j] = keys->data + at;
+        l[j] = strlen(k[j]);
+        at += l[j] + 1;
+    }
+    size_t del = 0;
+    enum mcc_result r = mcclient_delete_many(mc, i, k, l, j, &del, NULL);
+    *deleted = del;
+    free(k);
+    free(l);
+    if (r != MCC_OK) {
+        err_set(e, NULL, 0, 0, "delete: %s", mcclient_result_name(r));
+        return -1;
+    }
+    return 0;
+}
+
+/* Purges node i; returns 0, or -1 with the reason in e. */
+static int purge_node(struct mcclient *mc, size_t i, struct purgematch *m,
+                      struct purgematch_node *nd, uint64_t *match_errors, struct err *e)
+{
+    const struct config *cfg = mcclient_config(mc);
     struct pass p = {m, BUF_INIT, 1, 0, 0};
     int rc = 0;
     for (unsigned n = 0; rc == 0 && p.more && n < PASSES_MAX; n++) {
@@ -161,8 +189,7 @@ static int purge_node(const struct config *cfg, struct purgematch *m, struct pur
         nd->scanned += scanned;
         if (rc == 0) {
             nd->matched += p.matched;
-            rc = keyscan_delete(nd->address, cfg->mc_timeout_ms, cfg->mc_connect_timeout_ms,
-                                p.keys.data ? p.keys.data : "", p.keys.len, &deleted, e);
+            rc = delete_listed(mc, i, &p.keys, p.matched, &deleted, e);
             nd->purged += deleted;
         }
     }
@@ -175,8 +202,9 @@ static int purge_node(const struct config *cfg, struct purgematch *m, struct pur
     return rc;
 }
 
-int purgematch_run(const struct config *cfg, struct purgematch *m, struct purgematch_report *r)
+int purgematch_run(struct mcclient *mc, struct purgematch *m, struct purgematch_report *r)
 {
+    const struct config *cfg = mcclient_config(mc);
     memset(r, 0, sizeof *r);
     r->nnodes = cfg->nservers;
     r->nodes = xcalloc(r->nnodes ? r->nnodes : 1, sizeof *r->nodes);
@@ -187,7 +215,7 @@ int purgematch_run(const struct config *cfg, struct purgematch *m, struct purgem
             struct err e;
             err_clear(&e);
             nd->attempts++;
-            if (purge_node(cfg, m, nd, &r->match_errors, &e) == 0) {
+            if (purge_node(mc, i, m, nd, &r->match_errors, &e) == 0) {
                 nd->failed = 0;
                 nd->error[0] = '\0';
                 break;

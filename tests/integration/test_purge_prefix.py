@@ -6,7 +6,7 @@
   with a wrong one, the pages still there; with the token every page whose
   raw key ($uri$is_args$args) starts with the prefix is gone from its node
   (keys with a space, '%' and UTF-8 included), every other page and the
-  tag index (memfill bookkeeping) stay; the JSON counts them; the next
+  tag markers (memfill bookkeeping) stay; the JSON counts them; the next
   visitor gets the page rendered again.
 - X-Memfill-Purge-Regex likewise; both headers at once, or a bad regex: 400.
 - memfillctl purge --prefix / --regex print the JSON report; with a node
@@ -76,7 +76,7 @@ try:
     visit_all(treks + others)
     nodes_used = {holder(default_key(u))[0] for u in treks + others if holder(default_key(u))}
     check(len(nodes_used) == 2, f"pages all on one node: {nodes_used}")
-    check(any(m.get(b"memfill:tag:all") is not None for m in mcs), "no tag index stored")
+    check(any(m.get(b"memfill:t:all=/treks/a") is not None for m in mcs), "no tag index stored")
 
     # ---- the admin guard ----
     s, _, b = http(web_port, "/", method="PURGE", headers={"X-Memfill-Purge-Prefix": "/treks/"})
@@ -99,7 +99,7 @@ try:
     kept = [u for u in others if holder(default_key(u))]
     check(len(gone) == len(treks), f"pages under the prefix left: {set(treks) - set(gone)}")
     check(len(kept) == len(others), f"pages outside the prefix purged: {set(others) - set(kept)}")
-    check(any(m.get(b"memfill:tag:all") is not None for m in mcs),
+    check(any(m.get(b"memfill:t:all=/treks/a") is not None for m in mcs),
           "the prefix purge removed memfill's bookkeeping")
     s, _, body = http(web_port, b"/treks/caf%C3%A9%20x")
     check(s == 200 and "café x".encode() in body and stored("/treks/café x".encode()),
