@@ -253,6 +253,37 @@ def ctl(*args, config=None, input=None):
 
 # ---- clients ----
 
+def raw_http(port, request, timeout=10.0):
+    """Sends request (bytes, exactly as given; it must ask to close) and
+    returns (status, headers dict lower-cased, body bytes), a chunked body
+    decoded."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(request)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    hdrs = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        hdrs[k.decode().strip().lower()] = v.decode("latin-1").strip()
+    if hdrs.get("transfer-encoding") == "chunked":
+        out, rest = b"", body
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size.split(b";")[0] or b"0", 16)
+            if n == 0:
+                break
+            out, rest = out + rest[:n], rest[n + 2:]
+        body = out
+    return int(lines[0].split()[1]), hdrs, body
+
+
 def http(port, target, method="GET", headers=None, body=b"", timeout=10.0):
     """Raw HTTP/1.0 request; target is bytes or str sent as is. Returns
     (status, headers dict lower-cased, body bytes)."""
@@ -264,23 +295,7 @@ def http(port, target, method="GET", headers=None, body=b"", timeout=10.0):
     if body:
         req += f"Content-Length: {len(body)}\r\n".encode()
     req += b"\r\n" + body
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    s.sendall(req)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split()[1])
-    hdrs = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(b":")
-        hdrs[k.decode().strip().lower()] = v.decode("latin-1").strip()
-    return status, hdrs, rest
+    return raw_http(port, req, timeout)
 
 
 class Memcached:

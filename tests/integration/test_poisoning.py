@@ -22,13 +22,12 @@ not drift from memfill's own key when headers come twice).
 """
 import json
 import os
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (FAILURES, MEMFILL, Memcached, Stack, admin_status, check, ctl, finish,  # noqa: E402
-                     free_port, need)
+                     free_port, need, raw_http)
 
 for b in ("nginx", "memcached", "python3", MEMFILL):
     need(b)
@@ -43,36 +42,6 @@ def ok(cond, what):
     if check(cond, what):
         passed += 1
     return cond
-
-
-def raw_http(port, request, timeout=10.0):
-    """Sends request (bytes, exactly as given) and returns (status, headers
-    dict lower-cased, body bytes); the request must ask to close."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    s.sendall(request)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    hdrs = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(b":")
-        hdrs[k.decode().strip().lower()] = v.decode("latin-1").strip()
-    if hdrs.get("transfer-encoding") == "chunked":
-        out, rest = b"", body
-        while rest:
-            size, _, rest = rest.partition(b"\r\n")
-            n = int(size.split(b";")[0] or b"0", 16)
-            if n == 0:
-                break
-            out, rest = out + rest[:n], rest[n + 2:]
-        body = out
-    return int(lines[0].split()[1]), hdrs, body
 
 
 def get(port, target, host=SITE, headers=()):
