@@ -69,7 +69,9 @@ struct purgematch *purgematch_new(enum purgematch_kind kind, const char *pattern
             purgematch_free(m);
             return NULL;
         }
-        pcre2_jit_compile(m->re, PCRE2_JIT_COMPLETE);
+        /* Not JIT-compiled: a purge is no hot path (reading a node's keys
+         * costs more than matching them), and the JIT's vector loads read
+         * past the end of a key, which valgrind rightly cannot vouch for. */
         m->md = pcre2_match_data_create_from_pattern(m->re, NULL);
         m->mctx = pcre2_match_context_create(NULL);
         pcre2_set_match_limit(m->mctx, REGEX_MATCH_LIMIT);
