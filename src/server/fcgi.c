@@ -1,6 +1,6 @@
 /* fcgi.c - the libfcgi adapter.
  *
- * libfcgi facts that shape this file (see ANCHORS e1): FCGX_Accept_r
+ * libfcgi facts that shape this file (libfcgi 2.4, fcgiapp.c): FCGX_Accept_r
  * returns a negative errno or -9999 when a shutdown is pending, and any
  * negative value means "leave the loop"; params are freed by the next
  * Finish/Accept, so the caller copies what outlives the request; output is

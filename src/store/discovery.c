@@ -1,6 +1,6 @@
 /* discovery.c - `config get cluster` client and reply parser.
  *
- * Reply format (ANCHORS e4): "CONFIG cluster 0 <bytes>\r\n", then the
+ * Reply format (ElastiCache auto-discovery): "CONFIG cluster 0 <bytes>\r\n", then the
  * config version and "\n", then the nodes separated by single spaces, each
  * "hostname|ip|port", then "\n", a bare "\r\n" and "END\r\n". The ip field
  * may be empty: the hostname is used then. A plain memcached answers
