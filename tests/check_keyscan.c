@@ -421,7 +421,7 @@ static Suite *keyscan_suite(void)
 
 int main(void)
 {
-    int skip = tu_memcached_missing();
+    int skip = tu_binary_missing("memcached");
     if (skip)
         return skip;
     SRunner *sr = srunner_create(keyscan_suite());

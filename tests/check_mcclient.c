@@ -691,15 +691,9 @@ static Suite *mcclient_suite(void)
 
 int main(void)
 {
-    if (!tu_in_path("memcached")) {
-        const char *ns = getenv("MEMFILL_NO_SKIP");
-        if (ns && strcmp(ns, "1") == 0) {
-            fprintf(stderr, "FAIL: memcached is missing (MEMFILL_NO_SKIP=1)\n");
-            return EXIT_FAILURE;
-        }
-        fprintf(stderr, "SKIP: memcached is not installed\n");
-        return 77;
-    }
+    int missing = tu_binary_missing("memcached");
+    if (missing)
+        return missing;
     signal(SIGPIPE, SIG_IGN);
     SRunner *sr = srunner_create(mcclient_suite());
     srunner_run_all(sr, CK_ENV);

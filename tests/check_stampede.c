@@ -434,7 +434,7 @@ static Suite *stampede_suite(void)
 
 int main(void)
 {
-    int missing = tu_memcached_missing();
+    int missing = tu_binary_missing("memcached");
     if (missing)
         return missing;
     signal(SIGPIPE, SIG_IGN);

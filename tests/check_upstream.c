@@ -1124,35 +1124,11 @@ Suite *upstream_suite(void)
     return s;
 }
 
-/* Returns 1 when name is an executable file in a $PATH folder. */
-static int in_path(const char *name)
-{
-    const char *path = getenv("PATH");
-    if (!path)
-        return 0;
-    char *copy = xstrdup(path);
-    int found = 0;
-    for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir && !found;
-         dir = strtok_r(NULL, ":", &save)) {
-        char *full = xasprintf("%s/%s", *dir ? dir : ".", name);
-        found = access(full, X_OK) == 0;
-        free(full);
-    }
-    free(copy);
-    return found;
-}
-
 int main(void)
 {
-    if (!in_path("python3")) {
-        const char *ns = getenv("MEMFILL_NO_SKIP");
-        if (ns && strcmp(ns, "1") == 0) {
-            fprintf(stderr, "FAIL: python3 is missing (MEMFILL_NO_SKIP=1)\n");
-            return EXIT_FAILURE;
-        }
-        fprintf(stderr, "SKIP: python3 is not installed\n");
-        return 77;
-    }
+    int missing = tu_binary_missing("python3");
+    if (missing)
+        return missing;
     /* a test process killed mid-write must not die of SIGPIPE later */
     signal(SIGPIPE, SIG_IGN);
     SRunner *sr = srunner_create(upstream_suite());

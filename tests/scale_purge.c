@@ -125,7 +125,7 @@ END_TEST
 
 int main(void)
 {
-    int missing = tu_memcached_missing();
+    int missing = tu_binary_missing("memcached");
     if (missing)
         return missing;
     signal(SIGPIPE, SIG_IGN);

@@ -368,16 +368,16 @@ pid_t tu_memcached_start_unix(const char *path)
     return memcached_spawn(0, path, 64);
 }
 
-int tu_memcached_missing(void)
+int tu_binary_missing(const char *name)
 {
-    if (tu_in_path("memcached"))
+    if (tu_in_path(name))
         return 0;
     const char *ns = getenv("MEMFILL_NO_SKIP");
     if (ns && strcmp(ns, "1") == 0) {
-        fprintf(stderr, "FAIL: memcached is missing (MEMFILL_NO_SKIP=1)\n");
+        fprintf(stderr, "FAIL: %s is missing (MEMFILL_NO_SKIP=1)\n", name);
         return EXIT_FAILURE;
     }
-    fprintf(stderr, "SKIP: memcached is not installed\n");
+    fprintf(stderr, "SKIP: %s is not installed\n", name);
     return 77;
 }
 

@@ -100,9 +100,9 @@ struct mcclient;
  * stored), listed by keyscan (`lru_crawler metadump hash`); -1 on
  * failure. */
 long tu_count_keys(struct mcclient *mc, size_t node, const char *prefix);
-/* Exit code for a suite that needs memcached when there is none: 77
- * (automake's skip) with a line on stderr, or EXIT_FAILURE when
- * MEMFILL_NO_SKIP=1. Returns 0 when memcached is installed. */
-int tu_memcached_missing(void);
+/* Exit code for a suite that needs the program name when it is not in
+ * $PATH: 77 (automake's skip) with a line on stderr, or EXIT_FAILURE when
+ * MEMFILL_NO_SKIP=1. Returns 0 when it is installed. */
+int tu_binary_missing(const char *name);
 
 #endif
